@@ -1,0 +1,25 @@
+"""keras_stageshow: the encoder-decoder Transformer as a stage show.
+
+The encoder is a stage show (`StageShow`), the decoder is the Oscar award
+assessment (`OscarAssessment`); see the README for the stage-name <-> paper
+table. Importing the package changes no global Keras or TensorFlow setting.
+"""
+
+from keras_stageshow.layers import Adjust
+from keras_stageshow.layers import AskQuestions
+from keras_stageshow.layers import AssessmentDiscussion
+from keras_stageshow.layers import AssessmentRound
+from keras_stageshow.layers import CrewDiscussion
+from keras_stageshow.layers import OscarAssessment
+from keras_stageshow.layers import PracticeRound
+from keras_stageshow.layers import Preprocess
+from keras_stageshow.layers import Rehearsal
+from keras_stageshow.layers import StageShow
+from keras_stageshow.layers import Voting
+from keras_stageshow.layers import WatchShow
+from keras_stageshow.models import Transformer
+from keras_stageshow.training import MaskedAccuracy
+from keras_stageshow.training import MaskedSparseCategoricalCrossentropy
+from keras_stageshow.training import TransformerSchedule
+
+__version__ = "0.1.0"

@@ -1,0 +1,243 @@
+"""Small helpers shared by the stage-show layers: masks and input checks.
+
+Masks follow Keras's convention: boolean, `True` = may attend / is a real
+token. Padding masks are `(batch, seq_len)`; attention masks are
+`(batch, query_len, key_len)` and get a head axis only inside attention.
+"""
+
+import numpy as np
+from keras import KerasTensor
+from keras import backend
+from keras import ops
+
+PAD_ID = 0
+
+
+def padding_mask_from_ids(token_ids, pad_id=PAD_ID):
+    """`True` where `token_ids` is a real token. # (batch, seq_len)"""
+    return ops.not_equal(token_ids, pad_id)
+
+
+def key_padding_attention_mask(key_padding_mask):
+    """Broadcastable attention mask hiding padded keys from every query.
+
+    # (batch, seq_len) -> (batch, 1, key_len)
+    """
+    return ops.expand_dims(ops.cast(key_padding_mask, "bool"), axis=1)
+
+
+def causal_attention_mask(query_len, key_len, query_offset=0):
+    """Look-ahead mask: query i sees keys 0 .. query_offset + i.
+
+    `query_offset` is the position of the first query, which is the cache
+    index during cached decoding. # (1, query_len, key_len)
+    """
+    query_positions = ops.arange(query_len, dtype="int32") + ops.cast(
+        query_offset, "int32"
+    )
+    key_positions = ops.arange(key_len, dtype="int32")
+    mask = ops.greater_equal(
+        ops.expand_dims(query_positions, 1), ops.expand_dims(key_positions, 0)
+    )
+    return ops.expand_dims(mask, 0)
+
+
+def strip_keras_mask(*tensors):
+    """Detaches Keras masks from tensors about to enter mask-unaware layers.
+
+    Keras's own MultiHeadAttention does this before its projections (the
+    masks have been folded into the attention mask by then); without it each
+    EinsumDense warns that it destroys the mask. Keras has no public API for
+    this, so we use the same internal helper as MultiHeadAttention.
+    """
+    from keras.src.backend import set_keras_mask
+
+    for tensor in tensors:
+        if tensor is not None:
+            try:
+                set_keras_mask(tensor, None)
+            except (AttributeError, TypeError):
+                pass
+
+
+def merge_attention_masks(*masks):
+    """Logical AND of broadcastable boolean masks, skipping `None`s."""
+    merged = None
+    for mask in masks:
+        if mask is None:
+            continue
+        mask = ops.cast(mask, "bool")
+        merged = mask if merged is None else ops.logical_and(merged, mask)
+    return merged
+
+
+# Input checks. -------------------------------------------------------------
+
+
+def check_rank(shape, rank, name, what):
+    """Raises a ValueError naming `name` unless `shape` has rank `rank`."""
+    if shape is None or len(shape) != rank:
+        raise ValueError(
+            f"`{name}` must be a rank-{rank} tensor {what}; received shape "
+            f"{None if shape is None else tuple(shape)}."
+        )
+
+
+def check_last_dim(x, expected, name):
+    last = x.shape[-1]
+    if last is not None and expected is not None and last != expected:
+        raise ValueError(
+            f"The last dimension of `{name}` must be {expected} (the layer's "
+            f"d_model); received shape {tuple(x.shape)}."
+        )
+
+
+def check_token_ids(token_ids, name, vocabulary_size=None, max_length=None):
+    """Checks token ids at a public entry point and returns them.
+
+    Shape and dtype are checked when the tensor is traced (cheap, always).
+    Values (ids inside `[0, vocabulary_size)`, length <= `max_length`) are
+    checked on concrete tensors in eager mode, and with graph assertions under
+    `tf.function`. Embedding lookups of out-of-range ids silently return
+    zeros on GPU, which is why we check instead of trusting the gather. XLA
+    drops assertions, so under `jit_compile=True` only the trace-time checks
+    run.
+    """
+    shape = getattr(token_ids, "shape", None)
+    if shape is None:
+        token_ids = np.asarray(token_ids)
+        shape = token_ids.shape
+    if len(shape) != 2:
+        hint = (
+            " Add a batch axis, e.g. `ids[None, :]`, for one sequence."
+            if len(shape) == 1
+            else ""
+        )
+        raise ValueError(
+            f"`{name}` must be a rank-2 tensor of token ids with shape "
+            f"(batch, sequence_length); received shape {tuple(shape)}.{hint}"
+        )
+    dtype = backend.standardize_dtype(token_ids.dtype)
+    if "int" not in dtype:
+        raise ValueError(
+            f"`{name}` must hold integer token ids; received dtype {dtype}. "
+            "Tokenize text first, or cast ids with "
+            f"`keras.ops.cast({name}, 'int32')`."
+        )
+    length = shape[1]
+    if max_length is not None and length is not None and length > max_length:
+        raise ValueError(
+            f"`{name}` has sequence length {length}, longer than the model's "
+            f"max_length={max_length}. Truncate the input to {max_length} "
+            "tokens, or build the model with a larger `max_length`."
+        )
+    if isinstance(token_ids, KerasTensor):
+        return token_ids
+    if _is_concrete(token_ids):
+        _check_concrete_ids(token_ids, name, vocabulary_size)
+        return token_ids
+    if backend.backend() == "tensorflow":
+        return _tf_assert_ids(token_ids, name, vocabulary_size, max_length)
+    return token_ids
+
+
+def _is_concrete(x):
+    if isinstance(x, np.ndarray):
+        return True
+    name = backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly()
+    if name == "jax":
+        import jax
+
+        return not isinstance(x, jax.core.Tracer)
+    return name in ("torch", "numpy")
+
+
+def _check_concrete_ids(token_ids, name, vocabulary_size):
+    values = ops.convert_to_numpy(token_ids)
+    if values.size == 0:
+        raise ValueError(
+            f"`{name}` is empty (shape {values.shape}); pass at least one "
+            "sequence with at least one token."
+        )
+    if vocabulary_size is None:
+        return
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high >= vocabulary_size:
+        bad = high if high >= vocabulary_size else low
+        raise ValueError(
+            f"`{name}` contains token id {bad}, outside the vocabulary "
+            f"[0, {vocabulary_size}). Use the tokenizer the model was built "
+            "for, or build the model with a larger vocabulary size."
+        )
+
+
+def _tf_assert_ids(token_ids, name, vocabulary_size, max_length):
+    # TensorFlow-only: graph-mode assertions (ignored by XLA).
+    import tensorflow as tf
+
+    checks = []
+    if vocabulary_size is not None:
+        checks.append(
+            tf.debugging.assert_less(
+                token_ids,
+                tf.cast(vocabulary_size, token_ids.dtype),
+                message=f"`{name}` contains a token id >= the vocabulary "
+                f"size {vocabulary_size}; use the model's tokenizer or a "
+                "larger vocabulary.",
+            )
+        )
+        checks.append(
+            tf.debugging.assert_non_negative(
+                token_ids, message=f"`{name}` contains a negative token id."
+            )
+        )
+    if max_length is not None:
+        checks.append(
+            tf.debugging.assert_less_equal(
+                tf.shape(token_ids)[1],
+                max_length,
+                message=f"`{name}` is longer than the model's max_length="
+                f"{max_length}; truncate it or raise `max_length`.",
+            )
+        )
+    with tf.control_dependencies(checks):
+        return tf.identity(token_ids)
+
+
+def check_heads(d_model, num_heads, d_model_name="d_model"):
+    """Returns the per-head size, or a ValueError that says how to fix it."""
+    if not isinstance(num_heads, int) or num_heads <= 0:
+        raise ValueError(
+            f"`num_heads` must be a positive integer; received {num_heads!r}."
+        )
+    if d_model % num_heads != 0:
+        lower = (d_model // num_heads) * num_heads
+        raise ValueError(
+            f"`{d_model_name}` ({d_model}) must be divisible by `num_heads` "
+            f"({num_heads}) so that every head gets d_model / num_heads "
+            f"features. Use e.g. {d_model_name}={lower or num_heads} or "
+            "choose a `num_heads` that divides it."
+        )
+    return d_model // num_heads
+
+
+def check_rate(value, name):
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1); received {value!r}.")
+    return float(value)
+
+
+def check_positive_int(value, name):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise ValueError(
+            f"`{name}` must be a positive integer; received {value!r}."
+        )
+    if value <= 0:
+        raise ValueError(
+            f"`{name}` must be a positive integer; received {value!r}."
+        )
+    return int(value)

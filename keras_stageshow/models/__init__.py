@@ -1,0 +1,1 @@
+from keras_stageshow.models.transformer import Transformer

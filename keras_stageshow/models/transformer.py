@@ -1,0 +1,419 @@
+import keras
+import numpy as np
+from keras import ops
+
+from keras_stageshow.layers.oscar_assessment import OscarAssessment
+from keras_stageshow.layers.stage_show import StageShow
+from keras_stageshow.layers.utils import check_heads
+from keras_stageshow.layers.utils import check_positive_int
+from keras_stageshow.layers.utils import check_token_ids
+from keras_stageshow.layers.utils import padding_mask_from_ids
+from keras_stageshow.layers.voting import Voting
+from keras_stageshow.training.losses import MaskedSparseCategoricalCrossentropy
+from keras_stageshow.training.metrics import MaskedAccuracy
+from keras_stageshow.training.schedule import TransformerSchedule
+
+
+@keras.saving.register_keras_serializable(package="keras_stageshow")
+class Transformer(keras.Model):
+    """The stage show and the Oscar assessment: the encoder-decoder Transformer.
+
+    `StageShow` (encoder) performs the source; `OscarAssessment` (decoder)
+    assesses the target so far while watching the show; `Voting` projects
+    onto the target vocabulary. The defaults are the paper's base model
+    (N=6, d_model=512, d_ff=2048, h=8, dropout 0.1).
+
+    Masking: token id 0 is padding, in the source and in the target. The
+    source padding mask reaches the encoder's self-attention and every
+    decoder cross-attention; the look-ahead mask and the target padding mask
+    reach the decoder's self-attention. No position attends to padding or to
+    the future.
+
+    Weight sharing: the target embedding matrix doubles as the pre-softmax
+    projection (`Voting`), and is multiplied by sqrt(d_model) when used as
+    an embedding, as in the paper (section 3.4). `share_embeddings=True`
+    makes one matrix also serve as the source embedding, which requires one
+    vocabulary for both languages.
+
+    Args:
+        input_vocab_size: int, source vocabulary size (ids `0 .. size-1`).
+        target_vocab_size: int, target vocabulary size.
+        num_layers: int, rounds `N` in the stage show and in the assessment.
+        d_model: int, model width.
+        num_heads: int, attention heads `h`; must divide `d_model`.
+        d_ff: int, feed-forward width.
+        dropout_rate: float, dropout on embeddings and every sub-layer output.
+        max_length: int, longest source or target sequence accepted.
+        share_embeddings: bool, one embedding matrix for source, target and
+            projection.
+        norm_first: bool, pre-norm blocks (for deep stacks) instead of the
+            paper's post-norm.
+        attention_dropout_rate: float, dropout on attention weights (0 in the
+            paper).
+        activation: feed-forward activation (`"relu"`).
+        layer_norm_epsilon: float.
+        **kwargs: `keras.Model` keyword arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: a tuple `(source_ids, target_ids)` (or a dict with those
+            keys) of int tensors `(batch, source_len)` and
+            `(batch, target_len)`. `target_ids` is the shifted-right target
+            (start token first).
+        training: bool, whether dropout is active.
+
+    Returns logits `(batch, target_len, target_vocab_size)`, float32.
+
+    Example:
+    >>> model = Transformer(input_vocab_size=1000, target_vocab_size=1000,
+    ...                     num_layers=2, d_model=64, num_heads=4, d_ff=128)
+    >>> model.compile()  # the paper's Adam, schedule and label smoothing
+    >>> model.fit(dataset_of_source_target_in_and_target_out, epochs=10)
+    """
+
+    def __init__(
+        self,
+        input_vocab_size,
+        target_vocab_size,
+        num_layers=6,
+        d_model=512,
+        num_heads=8,
+        d_ff=2048,
+        dropout_rate=0.1,
+        max_length=512,
+        share_embeddings=False,
+        norm_first=False,
+        attention_dropout_rate=0.0,
+        activation="relu",
+        layer_norm_epsilon=1e-5,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.input_vocab_size = check_positive_int(
+            input_vocab_size, "input_vocab_size"
+        )
+        self.target_vocab_size = check_positive_int(
+            target_vocab_size, "target_vocab_size"
+        )
+        self.d_model = check_positive_int(d_model, "d_model")
+        check_heads(self.d_model, num_heads)
+        if share_embeddings and input_vocab_size != target_vocab_size:
+            raise ValueError(
+                "`share_embeddings=True` needs one vocabulary for source and "
+                f"target, but input_vocab_size={input_vocab_size} and "
+                f"target_vocab_size={target_vocab_size}. Build one shared "
+                "tokenizer, or set share_embeddings=False."
+            )
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.d_ff = d_ff
+        self.dropout_rate = dropout_rate
+        self.max_length = max_length
+        self.share_embeddings = bool(share_embeddings)
+        self.norm_first = bool(norm_first)
+        self.attention_dropout_rate = attention_dropout_rate
+        self.activation = activation
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+        stack_kwargs = dict(
+            num_layers=num_layers,
+            d_model=d_model,
+            num_heads=num_heads,
+            d_ff=d_ff,
+            dropout_rate=dropout_rate,
+            max_length=max_length,
+            attention_dropout_rate=attention_dropout_rate,
+            activation=activation,
+            norm_first=norm_first,
+            layer_norm_epsilon=layer_norm_epsilon,
+            dtype=self.dtype_policy,
+        )
+        # The stage show (encoder).
+        self.stage_show = StageShow(
+            input_vocab_size, name="stage_show", **stack_kwargs
+        )
+        # The Oscar assessment (decoder), sharing the source embedding when
+        # asked to.
+        shared = (
+            self.stage_show.preprocess.token_embedding
+            if self.share_embeddings
+            else None
+        )
+        self.oscar_assessment = OscarAssessment(
+            target_vocab_size,
+            token_embedding=shared,
+            name="oscar_assessment",
+            **stack_kwargs,
+        )
+        # Voting: the target embedding, transposed, is the projection.
+        self.voting = Voting(
+            target_vocab_size,
+            token_embedding=self.oscar_assessment.preprocess.token_embedding,
+            dtype=self.dtype_policy,
+            name="voting",
+        )
+
+    def build(self, input_shape):
+        source_shape, target_shape = _split_inputs(input_shape, shapes=True)
+        self.stage_show.build(source_shape)
+        enc_output_shape = (*source_shape, self.d_model)
+        self.oscar_assessment.build(target_shape, enc_output_shape)
+        self.voting.build((*target_shape, self.d_model))
+        self.built = True
+
+    def call(self, inputs, training=None, return_attention_scores=False):
+        source_ids, target_ids = _split_inputs(inputs)
+        source_ids = check_token_ids(
+            source_ids, "source_ids", self.input_vocab_size, self.max_length
+        )
+        target_ids = check_token_ids(
+            target_ids, "target_ids", self.target_vocab_size, self.max_length
+        )
+        # (batch, source_len)
+        source_mask = padding_mask_from_ids(source_ids)
+        # The show. (batch, source_len, d_model)
+        enc_output = self.stage_show(
+            source_ids,
+            return_attention_scores=return_attention_scores,
+            training=training,
+        )
+        if return_attention_scores:
+            enc_output, rehearsal_scores = enc_output
+        # The assessment. (batch, target_len, d_model)
+        dec_output = self.oscar_assessment(
+            target_ids,
+            enc_output,
+            enc_output_mask=source_mask,
+            return_attention_scores=return_attention_scores,
+            training=training,
+        )
+        if return_attention_scores:
+            dec_output, decoder_scores = dec_output
+        # Voting. (batch, target_len, target_vocab_size)
+        logits = self.voting(dec_output)
+        if return_attention_scores:
+            return logits, {"rehearsal": rehearsal_scores, **decoder_scores}
+        return logits
+
+    def attention_scores(self, inputs):
+        """Attention weights of every round, for one batch (for plotting).
+
+        Returns a dict of lists with one entry per round:
+        `"rehearsal"` (encoder self-attention) and `"ask_questions"` (decoder
+        self-attention) `(batch, num_heads, len, len)`, and `"watch_show"`
+        (cross-attention) `(batch, num_heads, target_len, source_len)`.
+        """
+        _, scores = self(inputs, training=False, return_attention_scores=True)
+        return scores
+
+    def generate(
+        self,
+        source_ids,
+        max_new_tokens=None,
+        start_id=2,
+        end_id=3,
+        use_cache=True,
+    ):
+        """The awards ceremony: greedy autoregressive decoding.
+
+        The committee starts from the start token; each step it votes for
+        the next token, which is fed back as the next rumour. With
+        `use_cache=True` the decoder's self-attention keys/values grow by one
+        step at a time and the show's keys/values (cross-attention) are
+        projected once, so a step costs one token's work, not the prefix's.
+        `use_cache=False` re-runs the decoder over the whole prefix at each
+        step (the reference the cached path is tested against).
+
+        Args:
+            source_ids: int `(batch, source_len)`, 0-padded.
+            max_new_tokens: int, tokens to generate at most; defaults to
+                `source_len + 50` (the paper), capped at `max_length`.
+            start_id: int, the start token (2 in the library's reserved
+                layout: pad 0, unknown 1, start 2, end 3).
+            end_id: int, the end token; a row stops after it.
+            use_cache: bool, use the key/value cache.
+
+        Returns:
+            int32 `(batch, max_new_tokens)`: the generated ids without the
+            start token, each row ending with `end_id` (if reached) and
+            padded with 0 after it.
+        """
+        source_ids = check_token_ids(
+            source_ids, "source_ids", self.input_vocab_size, self.max_length
+        )
+        source_len = source_ids.shape[1]
+        if max_new_tokens is None:
+            max_new_tokens = min(source_len + 50, self.max_length)
+        if not 0 < max_new_tokens <= self.max_length:
+            raise ValueError(
+                f"`max_new_tokens` must be in [1, max_length={self.max_length}]; "
+                f"received {max_new_tokens}."
+            )
+        for name, value in (("start_id", start_id), ("end_id", end_id)):
+            if not 0 < value < self.target_vocab_size:
+                raise ValueError(
+                    f"`{name}` must be a target token id in "
+                    f"[1, {self.target_vocab_size}); received {value}."
+                )
+        decode = self._cached_greedy if use_cache else self._uncached_greedy
+        return decode(source_ids, max_new_tokens, start_id, end_id)
+
+    def _cached_greedy(self, source_ids, max_new_tokens, start_id, end_id):
+        batch_size = ops.shape(source_ids)[0]
+        source_mask = padding_mask_from_ids(source_ids)
+        # The show, performed once. (batch, source_len, d_model)
+        enc_output = self.stage_show(source_ids, training=False)
+        cross_cache = self.oscar_assessment.compute_cross_attention_cache(
+            enc_output
+        )
+        self_cache = self.oscar_assessment.initial_self_attention_cache(
+            batch_size, max_new_tokens
+        )
+        # (batch, 1 + max_new_tokens): start token, then the votes.
+        tokens = ops.concatenate(
+            [
+                ops.full((batch_size, 1), start_id, "int32"),
+                ops.zeros((batch_size, max_new_tokens), "int32"),
+            ],
+            axis=1,
+        )
+        done = ops.zeros((batch_size,), "bool")
+
+        def keep_going(index, tokens, self_cache, done):
+            return ops.logical_and(
+                index < max_new_tokens, ops.logical_not(ops.all(done))
+            )
+
+        def step(index, tokens, self_cache, done):
+            # The latest rumour. (batch, 1)
+            rumour = ops.slice(tokens, [0, index], [batch_size, 1])
+            dec_output, self_cache = self.oscar_assessment(
+                rumour,
+                enc_output,
+                enc_output_mask=source_mask,
+                self_attention_cache=self_cache,
+                cross_attention_cache=cross_cache,
+                cache_update_index=index,
+                training=False,
+            )
+            # Vote. (batch, vocab) -> (batch,)
+            logits = self.voting(dec_output)[:, 0, :]
+            vote = ops.cast(ops.argmax(logits, axis=-1), "int32")
+            vote = ops.where(done, 0, vote)
+            tokens = ops.slice_update(tokens, ops.expand_dims(vote, 1), [0, index + 1])
+            done = ops.logical_or(done, ops.equal(vote, end_id))
+            return index + 1, tokens, self_cache, done
+
+        _, tokens, _, _ = ops.while_loop(
+            keep_going, step, (0, tokens, self_cache, done)
+        )
+        return tokens[:, 1:]
+
+    def _uncached_greedy(self, source_ids, max_new_tokens, start_id, end_id):
+        source_ids = ops.convert_to_numpy(source_ids)
+        batch_size = source_ids.shape[0]
+        tokens = np.zeros((batch_size, max_new_tokens + 1), "int32")
+        tokens[:, 0] = start_id
+        done = np.zeros((batch_size,), bool)
+        for index in range(max_new_tokens):
+            logits = self((source_ids, tokens[:, : index + 1]), training=False)
+            vote = np.argmax(ops.convert_to_numpy(logits)[:, -1], axis=-1)
+            vote = np.where(done, 0, vote)
+            tokens[:, index + 1] = vote
+            done |= vote == end_id
+            if done.all():
+                break
+        return tokens[:, 1:]
+
+    def compile(
+        self,
+        optimizer=None,
+        loss=None,
+        metrics=None,
+        *,
+        label_smoothing=0.1,
+        warmup_steps=4000,
+        learning_rate_scale=1.0,
+        **kwargs,
+    ):
+        """`keras.Model.compile` whose defaults are the paper's recipe.
+
+        With no arguments: Adam(beta_1=0.9, beta_2=0.98, epsilon=1e-9) on
+        `TransformerSchedule(d_model, warmup_steps)`, the masked
+        cross-entropy with label smoothing 0.1, and masked token accuracy.
+        Any argument given replaces its default; `label_smoothing`,
+        `warmup_steps` and `learning_rate_scale` tune the defaults.
+        """
+        if optimizer is None:
+            schedule = TransformerSchedule(
+                self.d_model, warmup_steps, scale=learning_rate_scale
+            )
+            optimizer = keras.optimizers.Adam(
+                schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9
+            )
+        if loss is None:
+            loss = MaskedSparseCategoricalCrossentropy(
+                label_smoothing=label_smoothing
+            )
+        if metrics is None:
+            metrics = [MaskedAccuracy()]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def get_compile_config(self):
+        # The optimizer, loss and metrics that `compile` resolved, serialized
+        # by Keras; `compile_from_config` passes them back explicitly.
+        return super().get_compile_config()
+
+    def compile_from_config(self, config):
+        # Keras skips compiling models whose `compile` is overridden; ours
+        # takes every `keras.Model.compile` argument, so it is safe to call.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            # Create the optimizer's variables so its saved state can load.
+            self.optimizer.build(self.trainable_variables)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "input_vocab_size": self.input_vocab_size,
+                "target_vocab_size": self.target_vocab_size,
+                "num_layers": self.num_layers,
+                "d_model": self.d_model,
+                "num_heads": self.num_heads,
+                "d_ff": self.d_ff,
+                "dropout_rate": self.dropout_rate,
+                "max_length": self.max_length,
+                "share_embeddings": self.share_embeddings,
+                "norm_first": self.norm_first,
+                "attention_dropout_rate": self.attention_dropout_rate,
+                "activation": self.activation,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config
+
+
+def _split_inputs(inputs, shapes=False):
+    """`(source, target)` from a tuple, list or dict of tensors or shapes."""
+    what = "input_shape" if shapes else "inputs"
+    if isinstance(inputs, dict):
+        try:
+            return inputs["source_ids"], inputs["target_ids"]
+        except KeyError:
+            raise ValueError(
+                f"A dict `{what}` needs the keys 'source_ids' and "
+                f"'target_ids'; received keys {sorted(inputs)}."
+            ) from None
+    is_pair = isinstance(inputs, (tuple, list)) and len(inputs) == 2
+    if shapes and is_pair and not all(
+        isinstance(s, (tuple, list)) for s in inputs
+    ):
+        is_pair = False  # a single shape like (batch, length)
+    if not is_pair:
+        raise ValueError(
+            "`Transformer` takes `inputs=(source_ids, target_ids)`, two int "
+            "tensors of shape (batch, length); received "
+            f"{type(inputs).__name__} {getattr(inputs, 'shape', '')}."
+        )
+    return inputs[0], inputs[1]

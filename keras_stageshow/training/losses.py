@@ -1,0 +1,90 @@
+import keras
+from keras import ops
+
+from keras_stageshow.layers.utils import PAD_ID
+
+
+@keras.saving.register_keras_serializable(package="keras_stageshow")
+class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
+    """Cross-entropy over real target tokens, with label smoothing.
+
+    Padding (label `pad_id`) is ignored, and the loss is the mean over real
+    tokens of the batch (not over `batch * target_len`, which would make the
+    loss depend on how much padding a batch has). Label smoothing spreads
+    `label_smoothing` of the target mass uniformly over the vocabulary, as in
+    the paper (section 5.4, epsilon_ls = 0.1). Logits are cast to float32
+    before the log-softmax, so the loss is safe under mixed precision.
+
+    Args:
+        label_smoothing: float in [0, 1).
+        from_logits: bool; only logits are supported (the model's `Voting`
+            returns logits), kept for Keras's familiar signature.
+        pad_id: int, the padding label to ignore.
+        name: loss name.
+
+    Example:
+    >>> loss = MaskedSparseCategoricalCrossentropy(label_smoothing=0.1)
+    >>> loss(np.array([[3, 0]]), np.zeros((1, 2, 5), "float32"))  # ~log(5)
+    """
+
+    def __init__(
+        self,
+        label_smoothing=0.0,
+        from_logits=True,
+        pad_id=PAD_ID,
+        name="masked_sparse_categorical_crossentropy",
+        **kwargs,
+    ):
+        if not from_logits:
+            raise ValueError(
+                "`from_logits=False` is not supported: pass logits (the "
+                "output of `Voting` / `Transformer`), not probabilities."
+            )
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(
+                f"`label_smoothing` must be in [0, 1); received {label_smoothing}."
+            )
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+        self.from_logits = True
+        self.pad_id = int(pad_id)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Our own reduction: Keras's would divide by batch * target_len, and
+        # would also apply the logits' Keras mask a second time.
+        with keras.name_scope(self.name):
+            y_true = ops.cast(y_true, "int32")
+            # (batch, target_len)
+            weights = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
+            if sample_weight is not None:
+                sample_weight = ops.cast(sample_weight, "float32")
+                if len(sample_weight.shape) == 1:
+                    sample_weight = ops.expand_dims(sample_weight, -1)
+                weights = weights * sample_weight
+            losses = self.call(y_true, y_pred)
+            return ops.sum(losses * weights) / ops.maximum(ops.sum(weights), 1.0)
+
+    def call(self, y_true, y_pred):
+        """Per-token losses, padding included. # (batch, target_len)"""
+        y_true = ops.cast(y_true, "int32")
+        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
+        nll = -ops.squeeze(
+            ops.take_along_axis(log_probs, ops.expand_dims(y_true, -1), axis=-1),
+            axis=-1,
+        )
+        if self.label_smoothing:
+            smooth = -ops.mean(log_probs, axis=-1)
+            nll = (1.0 - self.label_smoothing) * nll + self.label_smoothing * smooth
+        return nll
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("reduction", None)
+        config.update(
+            {
+                "label_smoothing": self.label_smoothing,
+                "from_logits": self.from_logits,
+                "pad_id": self.pad_id,
+            }
+        )
+        return config

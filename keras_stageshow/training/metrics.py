@@ -1,0 +1,52 @@
+import keras
+from keras import ops
+
+from keras_stageshow.layers.utils import PAD_ID
+
+
+@keras.saving.register_keras_serializable(package="keras_stageshow")
+class MaskedAccuracy(keras.metrics.Metric):
+    """Token accuracy over real target tokens (labels equal to `pad_id` ignored).
+
+    Counts correct argmax predictions and real tokens across batches, so the
+    result is the accuracy over all real tokens seen, not a mean of batch
+    means.
+
+    Args:
+        pad_id: int, the padding label to ignore.
+        name: metric name.
+
+    Example:
+    >>> metric = MaskedAccuracy()
+    >>> metric.update_state(np.array([[2, 0]]), np.eye(3)[None, [2, 1]])
+    >>> float(metric.result())
+    1.0
+    """
+
+    def __init__(self, pad_id=PAD_ID, name="masked_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.pad_id = int(pad_id)
+        self.correct = self.add_variable(
+            shape=(), initializer="zeros", dtype="float32", name="correct"
+        )
+        self.count = self.add_variable(
+            shape=(), initializer="zeros", dtype="float32", name="count"
+        )
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(y_true, "int32")
+        predictions = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+        mask = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
+        if sample_weight is not None:
+            mask = mask * ops.cast(sample_weight, "float32")
+        hits = ops.cast(ops.equal(y_true, predictions), "float32") * mask
+        self.correct.assign_add(ops.sum(hits))
+        self.count.assign_add(ops.sum(mask))
+
+    def result(self):
+        return self.correct / ops.maximum(self.count, 1.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config["pad_id"] = self.pad_id
+        return config
