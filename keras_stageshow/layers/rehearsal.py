@@ -131,8 +131,8 @@ class Rehearsal(keras.layers.MultiHeadAttention):
             value = self.value_dense(value)
             if updating_cache:
                 start = [0, cache_update_index, 0, 0]
-                key = ops.slice_update(cache[:, 0, ...], key, start)
-                value = ops.slice_update(cache[:, 1, ...], value, start)
+                key = ops.slice_update(cache[:, 0, ...], start, key)
+                value = ops.slice_update(cache[:, 1, ...], start, value)
                 # (batch, 2, cache_len, num_heads, key_dim)
                 cache = ops.stack([key, value], axis=1)
 
@@ -159,6 +159,7 @@ class Rehearsal(keras.layers.MultiHeadAttention):
         # (batch, 2, key_len, num_heads, key_dim)
         """
         key = value if key is None else key
+        strip_keras_mask(key, value)
         return ops.stack([self.key_dense(key), self.value_dense(value)], axis=1)
 
     def _compute_attention(
@@ -179,20 +180,18 @@ class Rehearsal(keras.layers.MultiHeadAttention):
             # (batch, 1, query_len, key_len): same mask for every head.
             head_mask = ops.expand_dims(attention_mask, 1)
         use_dropout = self._dropout > 0.0 and training
+        # Scale the query before the matmul, not the logits after it: the
+        # logits then stay sqrt(d_k) times further from float16's limit.
+        query = query * ops.cast(self._inverse_sqrt_key_dim, query.dtype)
         if not (return_attention_scores or use_dropout):
             # keras.ops.dot_product_attention computes the softmax in float32
             # and masks with a dtype-safe constant; on JAX/GPU it can use a
             # fused kernel.
             output = ops.dot_product_attention(
-                query,
-                key,
-                value,
-                mask=head_mask,
-                scale=self._inverse_sqrt_key_dim,
+                query, key, value, mask=head_mask, scale=1.0
             )
             weights = None
         else:
-            query = query * ops.cast(self._inverse_sqrt_key_dim, query.dtype)
             # (batch, num_heads, query_len, key_len)
             logits = ops.cast(
                 ops.einsum("btnh,bsnh->bnts", query, key), "float32"

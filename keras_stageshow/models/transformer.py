@@ -6,6 +6,7 @@ from keras_stageshow.layers.oscar_assessment import OscarAssessment
 from keras_stageshow.layers.stage_show import StageShow
 from keras_stageshow.layers.utils import check_heads
 from keras_stageshow.layers.utils import check_positive_int
+from keras_stageshow.layers.utils import check_rank
 from keras_stageshow.layers.utils import check_token_ids
 from keras_stageshow.layers.utils import padding_mask_from_ids
 from keras_stageshow.layers.voting import Voting
@@ -154,6 +155,9 @@ class Transformer(keras.Model):
 
     def build(self, input_shape):
         source_shape, target_shape = _split_inputs(input_shape, shapes=True)
+        what = "of token ids with shape (batch, sequence_length)"
+        check_rank(source_shape, 2, "source_ids", what)
+        check_rank(target_shape, 2, "target_ids", what)
         self.stage_show.build(source_shape)
         enc_output_shape = (*source_shape, self.d_model)
         self.oscar_assessment.build(target_shape, enc_output_shape)
@@ -299,7 +303,7 @@ class Transformer(keras.Model):
             logits = self.voting(dec_output)[:, 0, :]
             vote = ops.cast(ops.argmax(logits, axis=-1), "int32")
             vote = ops.where(done, 0, vote)
-            tokens = ops.slice_update(tokens, ops.expand_dims(vote, 1), [0, index + 1])
+            tokens = ops.slice_update(tokens, [0, index + 1], ops.expand_dims(vote, 1))
             done = ops.logical_or(done, ops.equal(vote, end_id))
             return index + 1, tokens, self_cache, done
 

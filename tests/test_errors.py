@@ -1,0 +1,109 @@
+"""Bad input gets a clear error that names the argument and the fix."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import tiny_transformer
+
+import keras_stageshow as ks
+
+IDS = np.array([[5, 6, 7]], "int32")
+
+
+def test_d_model_not_divisible_by_num_heads():
+    with pytest.raises(ValueError, match=r"`d_model` \(510\) must be divisible by `num_heads` \(8\)"):
+        ks.Transformer(100, 100, d_model=510, num_heads=8)
+    with pytest.raises(ValueError, match="num_heads"):
+        ks.StageShow(100, d_model=30, num_heads=4)
+    with pytest.raises(ValueError, match="num_heads"):
+        ks.PracticeRound(num_heads=3, d_ff=8)(np.ones((1, 2, 16), "float32"))
+
+
+def test_non_integer_token_ids():
+    model = tiny_transformer()
+    with pytest.raises(ValueError, match=r"`source_ids` must hold integer token ids.*cast"):
+        model((IDS.astype("float32"), IDS))
+    with pytest.raises(ValueError, match=r"`target_ids` must hold integer"):
+        model((IDS, IDS.astype("float32")))
+
+
+@pytest.mark.parametrize("bad", [30, 1000, -1])
+def test_token_ids_outside_the_vocabulary(bad):
+    model = tiny_transformer(vocab=30)
+    ids = IDS.copy()
+    ids[0, 1] = bad
+    with pytest.raises(ValueError, match=rf"`source_ids` contains token id {bad}.*\[0, 30\)"):
+        model((ids, IDS))
+    with pytest.raises(ValueError, match=r"`target_ids` contains token id"):
+        model((IDS, ids))
+
+
+def test_token_ids_outside_the_vocabulary_inside_tf_function():
+    model = tiny_transformer(vocab=30)
+    model((IDS, IDS))
+    call = tf.function(lambda s, t: model((s, t)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="source_ids.*vocabulary"):
+        call(tf.constant([[5, 99]]), tf.constant([[5, 6]]))
+
+
+def test_sequences_longer_than_max_length():
+    model = tiny_transformer(max_length=8)
+    long = np.full((1, 9), 5, "int32")
+    with pytest.raises(ValueError, match=r"`source_ids` has sequence length 9.*max_length=8.*Truncate"):
+        model((long, IDS))
+    with pytest.raises(ValueError, match=r"`target_ids` has sequence length 9"):
+        model((IDS, long))
+
+
+@pytest.mark.parametrize("shape", [(3,), (1, 3, 1)])
+def test_inputs_that_are_not_rank_2(shape):
+    model = tiny_transformer()
+    bad = np.full(shape, 5, "int32")
+    with pytest.raises(ValueError, match=r"`source_ids` must be a rank-2 tensor"):
+        model((bad, IDS))
+    with pytest.raises(ValueError, match=r"`target_ids` must be a rank-2 tensor"):
+        model((IDS, bad))
+
+
+def test_one_tensor_instead_of_a_pair():
+    model = tiny_transformer()
+    with pytest.raises(ValueError, match=r"inputs=\(source_ids, target_ids\)"):
+        model(IDS)
+
+
+def test_empty_batch():
+    model = tiny_transformer()
+    empty = np.zeros((0, 3), "int32")
+    with pytest.raises(ValueError, match="`source_ids` is empty"):
+        model((empty, IDS))
+
+
+def test_layer_with_wrong_width():
+    round_ = ks.PracticeRound(num_heads=2, d_ff=8)
+    round_(np.ones((1, 2, 16), "float32"))
+    with pytest.raises(ValueError, match=r"last dimension of `x` must be 16"):
+        round_(np.ones((1, 2, 8), "float32"))
+
+
+def test_layer_with_wrong_rank():
+    with pytest.raises(ValueError, match=r"`x` must be a rank-3 tensor"):
+        ks.CrewDiscussion(d_ff=8)(np.ones((2, 16), "float32"))
+    with pytest.raises(ValueError, match=r"`token_ids` must be a rank-2 tensor"):
+        ks.Preprocess(10, 8)(np.array([1, 2, 3]))
+
+
+def test_bad_hyperparameters():
+    with pytest.raises(ValueError, match="dropout_rate"):
+        ks.Adjust(dropout_rate=1.5)
+    with pytest.raises(ValueError, match="num_layers"):
+        ks.Transformer(10, 10, num_layers=0)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        ks.MaskedSparseCategoricalCrossentropy(label_smoothing=1.0)
+
+
+def test_generate_arguments():
+    model = tiny_transformer(max_length=16)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        model.generate(IDS, max_new_tokens=100)
+    with pytest.raises(ValueError, match="end_id"):
+        model.generate(IDS, end_id=500)

@@ -1,0 +1,223 @@
+"""Standard checks for every stage-show layer, then per-layer behaviour."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_stageshow as ks
+
+B, S, T, D = 2, 5, 4, 16
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(B, S, D)).astype("float32")
+Q = RNG.normal(size=(B, T, D)).astype("float32")
+IDS = np.array([[5, 6, 7, 0, 0], [8, 9, 10, 11, 12]], "int32")
+TARGET_IDS = np.array([[2, 5, 0, 0], [2, 6, 7, 8]], "int32")
+BLOCK = dict(dropout_rate=0.0)
+
+# (class, constructor kwargs, positional inputs, expected output shape)
+CASES = [
+    (ks.Preprocess, dict(vocabulary_size=20, d_model=D, max_length=8), (IDS,), (B, S, D)),
+    (ks.Rehearsal, dict(num_heads=2, key_dim=8), (Q, X), (B, T, D)),
+    (ks.Adjust, dict(dropout_rate=0.1), (X, X), (B, S, D)),
+    (ks.CrewDiscussion, dict(d_ff=32, **BLOCK), (X,), (B, S, D)),
+    (ks.AssessmentDiscussion, dict(d_ff=32, **BLOCK), (Q,), (B, T, D)),
+    (ks.PracticeRound, dict(num_heads=2, d_ff=32, **BLOCK), (X,), (B, S, D)),
+    (ks.AskQuestions, dict(num_heads=2, **BLOCK), (Q,), (B, T, D)),
+    (ks.WatchShow, dict(num_heads=2, **BLOCK), (Q, X), (B, T, D)),
+    (ks.AssessmentRound, dict(num_heads=2, d_ff=32, **BLOCK), (Q, X), (B, T, D)),
+    (
+        ks.StageShow,
+        dict(vocabulary_size=20, num_layers=2, d_model=D, num_heads=2, d_ff=32, **BLOCK),
+        (IDS,),
+        (B, S, D),
+    ),
+    (
+        ks.OscarAssessment,
+        dict(vocabulary_size=20, num_layers=2, d_model=D, num_heads=2, d_ff=32, **BLOCK),
+        (TARGET_IDS, X),
+        (B, T, D),
+    ),
+    (ks.Voting, dict(vocabulary_size=20), (Q,), (B, T, 20)),
+]
+IDS_CASES = [c[0].__name__ for c in CASES]
+
+
+@pytest.mark.parametrize("cls,kwargs,inputs,shape", CASES, ids=IDS_CASES)
+def test_eager_call_shape(cls, kwargs, inputs, shape):
+    layer = cls(**kwargs)
+    assert tuple(layer(*inputs).shape) == shape
+
+
+@pytest.mark.parametrize("cls,kwargs,inputs,shape", CASES, ids=IDS_CASES)
+def test_symbolic_call_shape(cls, kwargs, inputs, shape):
+    symbolic = [keras.Input(batch_shape=x.shape, dtype=x.dtype) for x in inputs]
+    assert tuple(cls(**kwargs)(*symbolic).shape) == shape
+
+
+@pytest.mark.parametrize("cls,kwargs,inputs,shape", CASES, ids=IDS_CASES)
+def test_config_round_trip_rebuilds_same_layer(cls, kwargs, inputs, shape):
+    layer = cls(**kwargs)
+    expected = layer(*inputs)
+    restored = cls.from_config(layer.get_config())
+    assert restored.get_config() == layer.get_config()
+    # Rebuilds from the stored build shapes alone, with the same weights.
+    restored.build_from_config(layer.get_build_config())
+    assert len(restored.weights) == len(layer.weights) > 0 or cls is ks.Adjust
+    restored.set_weights(layer.get_weights())
+    np.testing.assert_allclose(restored(*inputs), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls,kwargs,inputs,shape", CASES, ids=IDS_CASES)
+def test_serialized_layer_deserializes_built(cls, kwargs, inputs, shape):
+    layer = cls(**kwargs)
+    layer(*inputs)
+    config = keras.saving.serialize_keras_object(layer)
+    restored = keras.saving.deserialize_keras_object(config)
+    assert restored.built and len(restored.weights) == len(layer.weights)
+
+
+@pytest.mark.parametrize("cls,kwargs,inputs,shape", CASES, ids=IDS_CASES)
+def test_respects_dtype_policy(cls, kwargs, inputs, shape):
+    layer = cls(**kwargs, dtype="mixed_bfloat16")
+    output = layer(*inputs)
+    expected = "float32" if cls is ks.Voting else "bfloat16"
+    assert keras.backend.standardize_dtype(output.dtype) == expected
+    assert all(w.dtype == "float32" for w in layer.weights)
+    for sublayer in layer._flatten_layers(include_self=False):
+        assert sublayer.dtype_policy.name == "mixed_bfloat16", sublayer.name
+
+
+@pytest.mark.parametrize("cls,kwargs,inputs,shape", CASES, ids=IDS_CASES)
+def test_one_fit_step_changes_weights(cls, kwargs, inputs, shape):
+    layer = cls(**kwargs)
+    symbolic = [keras.Input(batch_shape=x.shape, dtype=x.dtype) for x in inputs]
+    model = keras.Model(symbolic, layer(*symbolic))
+    before = [w.copy() for w in model.get_weights()]
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    model.fit(list(inputs), np.ones((B, *shape[1:]), "float32"), verbose=0)
+    changed = [not np.allclose(a, b) for a, b in zip(before, model.get_weights())]
+    assert any(changed) or cls is ks.Adjust and not before
+
+
+def test_rehearsal_is_keras_multi_head_attention():
+    assert issubclass(ks.Rehearsal, keras.layers.MultiHeadAttention)
+
+
+def test_preprocess_mask_marks_padding():
+    layer = ks.Preprocess(20, D, max_length=8)
+    mask = layer.compute_mask(IDS)
+    np.testing.assert_array_equal(mask, IDS != 0)
+
+
+def test_preprocess_scales_embedding_and_adds_sinusoids():
+    layer = ks.Preprocess(20, 8, max_length=8, dropout_rate=0.0)
+    ids = np.array([[3, 4]])
+    out = np.asarray(layer(ids))
+    table = np.asarray(layer.token_embedding.embeddings)
+    pos = np.arange(2)[:, None]
+    i = np.arange(4)[None, :]
+    angle = pos / 10000 ** (2 * i / 8)
+    pe = np.stack([np.sin(angle), np.cos(angle)], -1).reshape(2, 8)
+    np.testing.assert_allclose(out[0], table[[3, 4]] * np.sqrt(8) + pe, atol=1e-5)
+
+
+def test_preprocess_start_index_shifts_positions():
+    layer = ks.Preprocess(20, 8, max_length=8, dropout_rate=0.0)
+    ids = np.array([[3, 4, 5]])
+    full = np.asarray(layer(ids))
+    last = np.asarray(layer(ids[:, 2:], start_index=2))
+    np.testing.assert_allclose(last[0, 0], full[0, 2], atol=1e-6)
+
+
+def test_stage_show_output_carries_padding_mask():
+    show = ks.StageShow(20, num_layers=1, d_model=D, num_heads=2, d_ff=32)
+    np.testing.assert_array_equal(show.compute_mask(IDS), IDS != 0)
+
+
+def test_adjust_post_norm_and_pre_norm():
+    x = RNG.normal(size=(B, S, D)).astype("float32")
+    residual = RNG.normal(size=(B, S, D)).astype("float32")
+    post = ks.Adjust(dropout_rate=0.0)
+    out = np.asarray(post(x, residual))
+    total = x + residual
+    expected = (total - total.mean(-1, keepdims=True)) / np.sqrt(
+        total.var(-1, keepdims=True) + 1e-5
+    )
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+    pre = ks.Adjust(dropout_rate=0.0, norm_first=True)
+    np.testing.assert_allclose(pre(x, residual), total, atol=1e-6)
+    assert np.allclose(np.asarray(pre.pre_norm(x)).std(-1), 1.0, atol=1e-2)
+
+
+def test_voting_tied_to_embedding_uses_its_transpose():
+    embedding = keras.layers.Embedding(20, D)
+    embedding.build((None, None))
+    voting = ks.Voting(20, token_embedding=embedding)
+    logits = np.asarray(voting(Q))
+    np.testing.assert_allclose(
+        logits, Q @ np.asarray(embedding.embeddings).T, rtol=1e-5, atol=1e-5
+    )
+    assert voting.count_params() == 20 * D  # no weights of its own
+
+
+def test_ask_questions_is_causal():
+    ask = ks.AskQuestions(num_heads=2, dropout_rate=0.0)
+    base = np.asarray(ask(Q))
+    changed = Q.copy()
+    changed[:, 2:] += 10.0
+    out = np.asarray(ask(changed))
+    np.testing.assert_allclose(out[:, :2], base[:, :2], atol=1e-5)
+    assert not np.allclose(out[:, 2:], base[:, 2:])
+
+
+def test_watch_show_ignores_padded_show_positions():
+    watch = ks.WatchShow(num_heads=2, dropout_rate=0.0)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    base = np.asarray(watch(Q, X, enc_output_mask=mask))
+    noisy = X.copy()
+    noisy[0, 3:] = 99.0
+    np.testing.assert_allclose(watch(Q, noisy, enc_output_mask=mask), base, atol=1e-5)
+
+
+def test_rehearsal_all_padding_row_gives_zeros_not_nan():
+    rehearsal = ks.Rehearsal(num_heads=2, key_dim=8, use_bias=False)
+    no_keys = np.zeros((B, T, S), bool)
+    out, scores = rehearsal(Q, X, attention_mask=no_keys, return_attention_scores=True)
+    assert np.all(np.isfinite(out)) and np.allclose(out, 0.0)
+    assert np.allclose(scores, 0.0)
+    fast = rehearsal(Q, X, attention_mask=no_keys)  # the fused path
+    assert np.allclose(fast, 0.0)
+
+
+def test_rehearsal_fused_and_explicit_paths_agree():
+    rehearsal = ks.Rehearsal(num_heads=2, key_dim=8)
+    mask = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1]], bool)[:, None, :]
+    fast = rehearsal(Q, X, attention_mask=mask)
+    explicit, scores = rehearsal(Q, X, attention_mask=mask, return_attention_scores=True)
+    np.testing.assert_allclose(fast, explicit, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(scores).sum(-1), 1.0, atol=1e-5)
+    assert np.allclose(np.asarray(scores)[0, :, :, 2:], 0.0)
+
+
+def test_rehearsal_cache_matches_full_attention():
+    rehearsal = ks.Rehearsal(num_heads=2, key_dim=8)
+    full = np.asarray(rehearsal(Q, Q, use_causal_mask=True))
+    cache = np.zeros((B, 2, T, 2, 8), "float32")
+    for i in range(T):
+        step, cache = rehearsal(
+            Q[:, i : i + 1], Q[:, i : i + 1], cache=cache,
+            cache_update_index=i, use_causal_mask=True,
+        )
+        np.testing.assert_allclose(step[:, 0], full[:, i], atol=1e-5)
+
+
+def test_mixed_float16_attention_is_finite_with_padding():
+    layer = ks.PracticeRound(num_heads=2, d_ff=32, dtype="mixed_float16")
+    # Second row entirely padding: its queries see no key at all.
+    mask = np.array([[1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], bool)
+    out = np.asarray(layer(X * 4.0, padding_mask=mask), "float32")
+    assert np.all(np.isfinite(out))
+    scores = layer(X * 4.0, padding_mask=mask, return_attention_scores=True)[1]
+    scores = np.asarray(scores, "float32")
+    assert np.all(np.isfinite(scores)) and np.allclose(scores[1], 0.0)
+    assert np.allclose(scores[0, :, :, 2:], 0.0)

@@ -1,0 +1,140 @@
+"""The paper's training recipe, learning a real task, and generation."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_stageshow as ks
+from keras_stageshow.datasets import copy_or_reverse
+
+
+def test_schedule_follows_the_paper_formula():
+    schedule = ks.TransformerSchedule(d_model=512, warmup_steps=4000)
+    for step in [0, 99, 3999, 3999 * 4]:
+        n = step + 1
+        expected = 512**-0.5 * min(n**-0.5, n * 4000**-1.5)
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-5)
+    # Peak at the end of warmup.
+    assert float(schedule(3999)) > float(schedule(3000))
+    assert float(schedule(3999)) > float(schedule(8000))
+
+
+def test_schedule_config_round_trip():
+    schedule = ks.TransformerSchedule(256, warmup_steps=100, scale=2.0)
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(schedule)
+    )
+    assert float(restored(50)) == pytest.approx(float(schedule(50)))
+
+
+def test_loss_is_mean_over_real_tokens_with_label_smoothing():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 3, 5)).astype("float32")
+    labels = np.array([[1, 2, 0], [3, 0, 0]])
+    eps = 0.1
+    loss = ks.MaskedSparseCategoricalCrossentropy(label_smoothing=eps)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = []
+    for b, t in [(0, 0), (0, 1), (1, 0)]:
+        nll = -log_probs[b, t, labels[b, t]]
+        expected.append((1 - eps) * nll + eps * -log_probs[b, t].mean())
+    assert float(loss(labels, logits)) == pytest.approx(np.mean(expected), rel=1e-5)
+    # Adding padding does not change it.
+    padded_labels = np.pad(labels, ((0, 0), (0, 4)))
+    padded_logits = np.pad(logits, ((0, 0), (0, 4), (0, 0)))
+    assert float(loss(padded_labels, padded_logits)) == pytest.approx(
+        np.mean(expected), rel=1e-5
+    )
+
+
+def test_loss_is_float32_safe_for_half_precision_logits():
+    loss = ks.MaskedSparseCategoricalCrossentropy(label_smoothing=0.1)
+    logits = np.full((1, 2, 4), 60000.0, "float16")
+    value = float(loss(np.array([[1, 2]]), logits))
+    assert np.isfinite(value)
+
+
+def test_masked_accuracy_ignores_padding_and_accumulates():
+    metric = ks.MaskedAccuracy()
+    preds = np.eye(4)[[[1, 2, 0, 0]]]  # predicts 1, 2, 0, 0
+    metric.update_state(np.array([[1, 3, 0, 0]]), preds)  # 1 of 2 real
+    metric.update_state(np.array([[1, 2, 0, 0]]), preds)  # 2 of 2 real
+    assert float(metric.result()) == pytest.approx(3 / 4)
+    restored = ks.MaskedAccuracy.from_config(metric.get_config())
+    assert restored.pad_id == 0
+
+
+def test_compile_with_no_arguments_is_the_paper_recipe():
+    model = ks.Transformer(50, 50, num_layers=1, d_model=32, num_heads=4, d_ff=64)
+    model.compile()
+    optimizer = model.optimizer
+    assert isinstance(optimizer, keras.optimizers.Adam)
+    assert optimizer.beta_1 == 0.9 and optimizer.beta_2 == 0.98
+    assert optimizer.epsilon == 1e-9
+    schedule = optimizer._learning_rate
+    assert isinstance(schedule, ks.TransformerSchedule)
+    assert (schedule.d_model, schedule.warmup_steps) == (32, 4000)
+    assert model.loss.label_smoothing == 0.1
+    ids = np.array([[5, 6, 7]])
+    history = model.fit((ids, ids), ids, epochs=1, verbose=0)
+    assert set(history.history) == {"loss", "masked_accuracy"}
+
+
+@pytest.fixture(scope="module")
+def trained_model():
+    """A tiny Transformer trained on copy-or-reverse with tf.data and fit."""
+    keras.utils.set_random_seed(7)
+    (source, target_in), target_out = copy_or_reverse(4000, seed=1)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(((source, target_in), target_out))
+        .shuffle(4000, seed=0)
+        .batch(64)
+        .prefetch(2)
+    )
+    model = ks.Transformer(
+        24, 24, num_layers=2, d_model=64, num_heads=4, d_ff=128,
+        dropout_rate=0.0, max_length=32,
+    )
+    model.compile(warmup_steps=400, learning_rate_scale=0.7, label_smoothing=0.0)
+    model.fit(dataset, epochs=14, verbose=0)
+    return model
+
+
+def test_fit_learns_copy_or_reverse_on_held_out_data(trained_model):
+    (source, target_in), target_out = copy_or_reverse(500, seed=99)
+    results = trained_model.evaluate(
+        (source, target_in), target_out, verbose=0, return_dict=True
+    )
+    assert results["masked_accuracy"] >= 0.95, results
+
+
+def test_cached_greedy_equals_uncached_greedy(trained_model):
+    (source, _), target_out = copy_or_reverse(16, seed=5)
+    cached = np.asarray(trained_model.generate(source, max_new_tokens=14))
+    uncached = trained_model.generate(source, max_new_tokens=14, use_cache=False)
+    np.testing.assert_array_equal(cached, uncached)
+    # And the model really translates: most rows come out exactly right.
+    exact = [
+        np.array_equal(cached[i][: (target_out[i] != 0).sum()], target_out[i][target_out[i] != 0])
+        for i in range(16)
+    ]
+    assert np.mean(exact) >= 0.5
+
+
+def test_generation_of_a_batch_equals_each_row_alone(trained_model):
+    (source, _), _ = copy_or_reverse(4, seed=6)
+    batched = np.asarray(trained_model.generate(source, max_new_tokens=14))
+    for i in range(4):
+        length = int((source[i] != 0).sum())
+        alone = np.asarray(trained_model.generate(source[i : i + 1, :length], max_new_tokens=14))
+        np.testing.assert_array_equal(alone[0], batched[i])
+
+
+def test_generation_stops_at_end_token_and_pads_after(trained_model):
+    (source, _), _ = copy_or_reverse(8, seed=8)
+    out = np.asarray(trained_model.generate(source, max_new_tokens=20, end_id=3))
+    for row in out:
+        ends = np.flatnonzero(row == 3)
+        if len(ends):
+            assert np.all(row[ends[0] + 1 :] == 0)
