@@ -221,3 +221,33 @@ def test_mixed_float16_attention_is_finite_with_padding():
     scores = np.asarray(scores, "float32")
     assert np.all(np.isfinite(scores)) and np.allclose(scores[1], 0.0)
     assert np.allclose(scores[0, :, :, 2:], 0.0)
+
+
+def test_show_keeps_its_mask_when_watched_twice():
+    # Encode once, decode many times (as beam search and hand-written loops
+    # do): the show's padding mask must survive the first cross-attention.
+    show_layer = ks.StageShow(20, num_layers=1, d_model=D, num_heads=2, d_ff=32)
+    assessment = ks.OscarAssessment(
+        20, num_layers=1, d_model=D, num_heads=2, d_ff=32, dropout_rate=0.0
+    )
+    show = show_layer(IDS)
+    first = np.asarray(assessment(TARGET_IDS, show))
+    second = np.asarray(assessment(TARGET_IDS, show))
+    explicit = np.asarray(
+        assessment(TARGET_IDS, show, enc_output_mask=IDS != 0)
+    )
+    np.testing.assert_allclose(second, first, atol=1e-6)
+    np.testing.assert_allclose(explicit, first, atol=1e-6)
+
+
+def test_decoder_cache_arguments_go_together():
+    assessment = ks.OscarAssessment(20, num_layers=1, d_model=D, num_heads=2, d_ff=32)
+    assessment(TARGET_IDS, X)
+    cross = assessment.compute_cross_attention_cache(X)
+    with pytest.raises(ValueError, match="cache_update_index"):
+        assessment(TARGET_IDS[:, :1], X, cross_attention_cache=cross, cache_update_index=0)
+
+
+def test_rehearsal_rejects_options_it_does_not_implement():
+    with pytest.raises(ValueError, match="attention_axes"):
+        ks.Rehearsal(num_heads=2, key_dim=8, attention_axes=(1, 2))

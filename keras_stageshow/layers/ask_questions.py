@@ -29,7 +29,8 @@ class AskQuestions(StageBlock):
     Call arguments:
         target: `(batch, target_len, d_model)`.
         padding_mask: optional boolean `(batch, target_len)` (or the input's
-            Keras mask), True = real token.
+            Keras mask), True = real token. Not used with a `cache`: cached
+            decoding feeds real tokens only, guarded by the look-ahead mask.
         cache: optional `(batch, 2, max_len, num_heads, head_dim)` keys and
             values of earlier steps; requires `cache_update_index`.
         cache_update_index: int, position of `target`'s first token.

@@ -2,13 +2,12 @@ import keras
 
 from keras_stageshow.layers.ask_questions import AskQuestions
 from keras_stageshow.layers.assessment_discussion import AssessmentDiscussion
-from keras_stageshow.layers.base import StageBlock
-from keras_stageshow.layers.utils import check_positive_int
+from keras_stageshow.layers.base import StageRound
 from keras_stageshow.layers.watch_show import WatchShow
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
-class AssessmentRound(StageBlock):
+class AssessmentRound(StageRound):
     """Assessment round: one decoder layer (paper section 3.1, decoder).
 
     `AskQuestions` (masked self-attention + Adjust), `WatchShow`
@@ -50,11 +49,6 @@ class AssessmentRound(StageBlock):
     >>> round_(target, show).shape
     (2, 3, 16)
     """
-
-    def __init__(self, num_heads, d_ff, activation="relu", **kwargs):
-        super().__init__(num_heads, **kwargs)
-        self.d_ff = check_positive_int(d_ff, "d_ff")
-        self.activation = keras.activations.get(activation)
 
     def build(self, target_shape, enc_output_shape):
         self._check_input_shape(target_shape, "target")
@@ -123,13 +117,3 @@ class AssessmentRound(StageBlock):
 
     def compute_output_shape(self, target_shape, enc_output_shape=None):
         return target_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "d_ff": self.d_ff,
-                "activation": keras.activations.serialize(self.activation),
-            }
-        )
-        return config

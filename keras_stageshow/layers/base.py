@@ -101,6 +101,26 @@ def _clone(initializer):
     return initializer.__class__.from_config(initializer.get_config())
 
 
+
+class StageRound(StageBlock):
+    """Base of the two rounds (`PracticeRound`, `AssessmentRound`): a block
+    that also has a feed-forward sub-layer of width `d_ff`."""
+
+    def __init__(self, num_heads, d_ff, activation="relu", **kwargs):
+        super().__init__(num_heads, **kwargs)
+        self.d_ff = check_positive_int(d_ff, "d_ff")
+        self.activation = keras.activations.get(activation)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "d_ff": self.d_ff,
+                "activation": keras.activations.serialize(self.activation),
+            }
+        )
+        return config
+
 class StageStack(keras.layers.Layer):
     """Base of the two stacks (`StageShow`, `OscarAssessment`).
 

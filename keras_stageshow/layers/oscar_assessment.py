@@ -82,8 +82,9 @@ class OscarAssessment(StageStack):
         return_attention_scores=False,
         training=None,
     ):
+        cache_args = (self_attention_cache, cross_attention_cache, cache_update_index)
         caching = self_attention_cache is not None
-        if caching and (cross_attention_cache is None or cache_update_index is None):
+        if any(a is not None for a in cache_args) and any(a is None for a in cache_args):
             raise ValueError(
                 "Cached decoding needs `self_attention_cache`, "
                 "`cross_attention_cache` and `cache_update_index` together."

@@ -1,15 +1,14 @@
 import keras
 
-from keras_stageshow.layers.base import StageBlock
+from keras_stageshow.layers.base import StageRound
 from keras_stageshow.layers.crew_discussion import CrewDiscussion
 from keras_stageshow.layers.utils import check_last_dim
-from keras_stageshow.layers.utils import check_positive_int
 from keras_stageshow.layers.utils import key_padding_attention_mask
 from keras_stageshow.layers.utils import merge_attention_masks
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
-class PracticeRound(StageBlock):
+class PracticeRound(StageRound):
     """Practice round: one encoder layer (self-attention + feed-forward).
 
     One round of the stage show: script interpretation (the sequence read as
@@ -46,11 +45,6 @@ class PracticeRound(StageBlock):
     >>> round_(np.ones((2, 5, 16), "float32")).shape
     (2, 5, 16)
     """
-
-    def __init__(self, num_heads, d_ff, activation="relu", **kwargs):
-        super().__init__(num_heads, **kwargs)
-        self.d_ff = check_positive_int(d_ff, "d_ff")
-        self.activation = keras.activations.get(activation)
 
     def build(self, x_shape):
         self._check_input_shape(x_shape, "x")
@@ -105,13 +99,3 @@ class PracticeRound(StageBlock):
 
     def compute_output_shape(self, x_shape):
         return x_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "d_ff": self.d_ff,
-                "activation": keras.activations.serialize(self.activation),
-            }
-        )
-        return config

@@ -2,9 +2,9 @@ import keras
 from keras import ops
 
 from keras_stageshow.layers.utils import causal_attention_mask
+from keras_stageshow.layers.utils import detached_keras_masks
 from keras_stageshow.layers.utils import key_padding_attention_mask
 from keras_stageshow.layers.utils import merge_attention_masks
-from keras_stageshow.layers.utils import strip_keras_mask
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
@@ -26,7 +26,8 @@ class Rehearsal(keras.layers.MultiHeadAttention):
     - softmax always in float32 with boolean masking (no `-1e9` that
       overflows float16), also on the path that returns attention weights;
     - a query with no visible key at all (a row that is entirely padding)
-      gives a zero output instead of an average over padding.
+      gets a zero attention result (so the layer returns the output
+      projection's bias) instead of an average over padding.
 
     Masks are boolean, `True` = may attend. `attention_mask` is broadcastable
     to `(batch, query_len, key_len)`; `value_mask` / `key_mask`
@@ -67,6 +68,23 @@ class Rehearsal(keras.layers.MultiHeadAttention):
     >>> rehearsal(x, x).shape
     (1, 5, 16)
     """
+
+    def __init__(self, num_heads, key_dim, **kwargs):
+        # After build Keras records the sequence axis, (1,), in the config.
+        if kwargs.get("attention_axes") not in (None, 1, (1,), [1]):
+            raise ValueError(
+                "`Rehearsal` does not support `attention_axes`; attention "
+                "runs over the sequence axis of rank-3 inputs."
+            )
+        for name in ("flash_attention", "sliding_window"):
+            if kwargs.get(name) not in (None, False):
+                raise ValueError(
+                    f"`Rehearsal` does not support `{name}`; attention runs "
+                    "over the sequence axis of rank-3 inputs."
+                )
+        if kwargs.get("use_gate"):
+            raise ValueError("`Rehearsal` does not support `use_gate=True`.")
+        super().__init__(num_heads, key_dim, **kwargs)
 
     def build(self, query_shape, value_shape, key_shape=None):
         if len(query_shape) != 3 or len(value_shape) != 3:
@@ -114,21 +132,24 @@ class Rehearsal(keras.layers.MultiHeadAttention):
             key_len = ops.shape(cache)[2] if cache is not None else None
             key_len = key_len if key_len is not None else ops.shape(key)[1]
             causal = causal_attention_mask(
-                ops.shape(query)[1], key_len, cache_update_index or 0
+                ops.shape(query)[1],
+                key_len,
+                0 if cache_update_index is None else cache_update_index,
             )
         attention_mask = merge_attention_masks(
             attention_mask, key_padding, query_mask, causal
         )
-        strip_keras_mask(query, key, value)
 
-        # (batch, query_len, num_heads, key_dim)
-        query = self.query_dense(query)
-        if reading_cache:
-            # (batch, key_len, num_heads, key_dim) each
-            key, value = cache[:, 0, ...], cache[:, 1, ...]
-        else:
-            key = self.key_dense(key)
-            value = self.value_dense(value)
+        with detached_keras_masks(query, key, value):
+            # (batch, query_len, num_heads, key_dim)
+            query = self.query_dense(query)
+            if reading_cache:
+                # (batch, key_len, num_heads, key_dim) each
+                key, value = cache[:, 0, ...], cache[:, 1, ...]
+            else:
+                key = self.key_dense(key)
+                value = self.value_dense(value)
+        if not reading_cache:
             if updating_cache:
                 start = [0, cache_update_index, 0, 0]
                 key = ops.slice_update(cache[:, 0, ...], start, key)
@@ -159,8 +180,10 @@ class Rehearsal(keras.layers.MultiHeadAttention):
         # (batch, 2, key_len, num_heads, key_dim)
         """
         key = value if key is None else key
-        strip_keras_mask(key, value)
-        return ops.stack([self.key_dense(key), self.value_dense(value)], axis=1)
+        with detached_keras_masks(key, value):
+            return ops.stack(
+                [self.key_dense(key), self.value_dense(value)], axis=1
+            )
 
     def _compute_attention(
         self,
@@ -209,7 +232,7 @@ class Rehearsal(keras.layers.MultiHeadAttention):
             # A query that may see no key at all gets zeros, not an average
             # of padding. (batch, query_len, 1, 1)
             visible = ops.any(attention_mask, axis=-1, keepdims=True)
-            output = output * ops.cast(ops.expand_dims(visible, -1), output.dtype)
+            output = ops.where(ops.expand_dims(visible, -1), output, 0)
         return output, weights
 
 

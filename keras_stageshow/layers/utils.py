@@ -5,6 +5,8 @@ token. Padding masks are `(batch, seq_len)`; attention masks are
 `(batch, query_len, key_len)` and get a head axis only inside attention.
 """
 
+import contextlib
+
 import numpy as np
 from keras import KerasTensor
 from keras import backend
@@ -42,22 +44,33 @@ def causal_attention_mask(query_len, key_len, query_offset=0):
     return ops.expand_dims(mask, 0)
 
 
-def strip_keras_mask(*tensors):
-    """Detaches Keras masks from tensors about to enter mask-unaware layers.
+@contextlib.contextmanager
+def detached_keras_masks(*tensors):
+    """Detaches Keras masks from tensors while mask-unaware layers run.
 
-    Keras's own MultiHeadAttention does this before its projections (the
-    masks have been folded into the attention mask by then); without it each
-    EinsumDense warns that it destroys the mask. Keras has no public API for
-    this, so we use the same internal helper as MultiHeadAttention.
+    Keras's MultiHeadAttention strips its inputs' masks before its
+    projections (they are folded into the attention mask by then); without
+    that each EinsumDense warns that it destroys the mask. Unlike Keras, we
+    put the masks back afterwards: the caller's tensor (e.g. the show,
+    decoded against several times) must keep its mask. Keras has no public
+    API for this, so we use the helpers MultiHeadAttention uses.
     """
+    from keras.src.backend import get_keras_mask
     from keras.src.backend import set_keras_mask
 
+    saved = []
     for tensor in tensors:
-        if tensor is not None:
-            try:
-                set_keras_mask(tensor, None)
-            except (AttributeError, TypeError):
-                pass
+        if tensor is None:
+            continue
+        mask = get_keras_mask(tensor)
+        if mask is not None:
+            set_keras_mask(tensor, None)
+            saved.append((tensor, mask))
+    try:
+        yield
+    finally:
+        for tensor, mask in saved:
+            set_keras_mask(tensor, mask)
 
 
 def merge_attention_masks(*masks):

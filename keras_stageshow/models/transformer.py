@@ -96,6 +96,7 @@ class Transformer(keras.Model):
             target_vocab_size, "target_vocab_size"
         )
         self.d_model = check_positive_int(d_model, "d_model")
+        num_heads = check_positive_int(num_heads, "num_heads")
         check_heads(self.d_model, num_heads)
         if share_embeddings and input_vocab_size != target_vocab_size:
             raise ValueError(
@@ -247,7 +248,10 @@ class Transformer(keras.Model):
         source_len = source_ids.shape[1]
         if max_new_tokens is None:
             max_new_tokens = min(source_len + 50, self.max_length)
-        if not 0 < max_new_tokens <= self.max_length:
+        if (
+            not isinstance(max_new_tokens, (int, np.integer))
+            or not 0 < max_new_tokens <= self.max_length
+        ):
             raise ValueError(
                 f"`max_new_tokens` must be in [1, max_length={self.max_length}]; "
                 f"received {max_new_tokens}."
@@ -300,7 +304,7 @@ class Transformer(keras.Model):
                 training=False,
             )
             # Vote. (batch, vocab) -> (batch,)
-            logits = self.voting(dec_output)[:, 0, :]
+            logits = _never_vote_padding(self.voting(dec_output)[:, 0, :])
             vote = ops.cast(ops.argmax(logits, axis=-1), "int32")
             vote = ops.where(done, 0, vote)
             tokens = ops.slice_update(tokens, [0, index + 1], ops.expand_dims(vote, 1))
@@ -320,7 +324,8 @@ class Transformer(keras.Model):
         done = np.zeros((batch_size,), bool)
         for index in range(max_new_tokens):
             logits = self((source_ids, tokens[:, : index + 1]), training=False)
-            vote = np.argmax(ops.convert_to_numpy(logits)[:, -1], axis=-1)
+            logits = _never_vote_padding(logits[:, -1, :])
+            vote = np.argmax(ops.convert_to_numpy(logits), axis=-1)
             vote = np.where(done, 0, vote)
             tokens[:, index + 1] = vote
             done |= vote == end_id
@@ -396,6 +401,12 @@ class Transformer(keras.Model):
             }
         )
         return config
+
+
+def _never_vote_padding(logits):
+    """Padding (id 0) is not a token the ceremony may announce. # (batch, vocab)"""
+    is_pad = ops.equal(ops.arange(ops.shape(logits)[-1]), 0)
+    return ops.where(is_pad, -1e9, logits)
 
 
 def _split_inputs(inputs, shapes=False):

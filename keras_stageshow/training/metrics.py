@@ -38,7 +38,11 @@ class MaskedAccuracy(keras.metrics.Metric):
         predictions = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
         mask = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
         if sample_weight is not None:
-            mask = mask * ops.cast(sample_weight, "float32")
+            sample_weight = ops.cast(sample_weight, "float32")
+            if len(sample_weight.shape) == 1:
+                # (batch,) -> (batch, 1): one weight per example.
+                sample_weight = ops.expand_dims(sample_weight, -1)
+            mask = mask * sample_weight
         hits = ops.cast(ops.equal(y_true, predictions), "float32") * mask
         self.correct.assign_add(ops.sum(hits))
         self.count.assign_add(ops.sum(mask))
