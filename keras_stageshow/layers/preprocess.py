@@ -76,6 +76,9 @@ class Preprocess(keras.layers.Layer):
             embeddings_initializer
         )
         self.supports_masking = True
+        # The name input errors use; an owner that knows what the ids are
+        # (the Transformer: "source_ids", "target_ids") sets it. Not config.
+        self.token_ids_name = "token_ids"
         if token_embedding is None:
             token_embedding = keras.layers.Embedding(
                 vocabulary_size,
@@ -106,7 +109,7 @@ class Preprocess(keras.layers.Layer):
 
     def call(self, token_ids, start_index=0, training=None):
         token_ids = check_token_ids(
-            token_ids, "token_ids", self.vocabulary_size, self.max_length
+            token_ids, self.token_ids_name, self.vocabulary_size, self.max_length
         )
         # (batch, seq_len, d_model)
         x = self.token_embedding(token_ids)

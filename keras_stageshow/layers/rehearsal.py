@@ -129,8 +129,7 @@ class Rehearsal(keras.layers.MultiHeadAttention):
             query_mask = ops.expand_dims(ops.cast(query_mask, "bool"), -1)
         causal = None
         if use_causal_mask:
-            key_len = ops.shape(cache)[2] if cache is not None else None
-            key_len = key_len if key_len is not None else ops.shape(key)[1]
+            key_len = ops.shape(cache)[2] if cache is not None else ops.shape(key)[1]
             causal = causal_attention_mask(
                 ops.shape(query)[1],
                 key_len,

@@ -146,6 +146,10 @@ class Transformer(keras.Model):
             name="oscar_assessment",
             **stack_kwargs,
         )
+        # Token ids are checked once, where they enter each stack, under the
+        # names the user passed them as.
+        self.stage_show.preprocess.token_ids_name = "source_ids"
+        self.oscar_assessment.preprocess.token_ids_name = "target_ids"
         # Voting: the target embedding, transposed, is the projection.
         self.voting = Voting(
             target_vocab_size,
@@ -166,13 +170,9 @@ class Transformer(keras.Model):
         self.built = True
 
     def call(self, inputs, training=None, return_attention_scores=False):
+        # Ids are checked by each stack's Preprocess (rank, dtype, range,
+        # length), named source_ids / target_ids.
         source_ids, target_ids = _split_inputs(inputs)
-        source_ids = check_token_ids(
-            source_ids, "source_ids", self.input_vocab_size, self.max_length
-        )
-        target_ids = check_token_ids(
-            target_ids, "target_ids", self.target_vocab_size, self.max_length
-        )
         # (batch, source_len)
         source_mask = padding_mask_from_ids(source_ids)
         # The show. (batch, source_len, d_model)
