@@ -18,6 +18,8 @@ from keras_stageshow.layers import StageShow
 from keras_stageshow.layers import Voting
 from keras_stageshow.layers import WatchShow
 from keras_stageshow.models import Transformer
+from keras_stageshow.models import Translator
+from keras_stageshow.tokenizers import SubwordTokenizer
 from keras_stageshow.training import MaskedAccuracy
 from keras_stageshow.training import MaskedSparseCategoricalCrossentropy
 from keras_stageshow.training import TransformerSchedule

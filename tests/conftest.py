@@ -5,10 +5,31 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import keras_stageshow as ks  # noqa: E402
+from keras_stageshow.datasets import copy_or_reverse  # noqa: E402
 
 TINY = dict(num_layers=2, d_model=16, num_heads=2, d_ff=32, max_length=24)
+
+
+DATA_DIRS = (
+    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "multi30k"),
+    "/work/shared/data/multi30k",
+)
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    """The local Multi30k raw files (../shared/data/multi30k); tests never
+    download. `STAGESHOW_MULTI30K` overrides the place."""
+    candidates = [os.environ.get("STAGESHOW_MULTI30K"), *DATA_DIRS]
+    for path in filter(None, candidates):
+        if os.path.isfile(os.path.join(path, "val.de.gz")):
+            return path
+    pytest.fail(
+        f"Multi30k raw files not found in {DATA_DIRS}; set STAGESHOW_MULTI30K."
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +50,23 @@ def tiny_transformer(vocab=30, target_vocab=None, **overrides):
 def random_ids(batch, length, vocab=30, seed=0, min_id=4):
     rng = np.random.default_rng(seed)
     return rng.integers(min_id, vocab, size=(batch, length)).astype("int32")
+
+
+@pytest.fixture(scope="session")
+def trained_model():
+    """A tiny Transformer trained on copy-or-reverse with tf.data and fit."""
+    keras.utils.set_random_seed(7)
+    (source, target_in), target_out = copy_or_reverse(4000, seed=1)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(((source, target_in), target_out))
+        .shuffle(4000, seed=0)
+        .batch(64)
+        .prefetch(2)
+    )
+    model = ks.Transformer(
+        24, 24, num_layers=2, d_model=64, num_heads=4, d_ff=128,
+        dropout_rate=0.0, max_length=32,
+    )
+    model.compile(warmup_steps=400, learning_rate_scale=0.7, label_smoothing=0.0)
+    model.fit(dataset, epochs=14, verbose=0)
+    return model

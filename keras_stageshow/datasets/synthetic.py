@@ -66,3 +66,73 @@ def copy_or_reverse(
         target_out[i, :n] = output
         target_out[i, n] = END
     return (source, target_in), target_out
+
+
+# The stage language: a small made-up language whose word order differs from
+# English. Its sentences put the verb last (subject, place, object, verb:
+# "SOV") and adjectives after their noun, so a translation must reorder, and
+# the cross-attention pictures show the crossing.
+_NOUNS = {
+    "dog": "hundo", "cat": "katzo", "girl": "mädo", "boy": "jungo",
+    "man": "manno", "woman": "frao", "bird": "vogo", "horse": "pferdo",
+    "ball": "ballo", "book": "bucho", "car": "wago", "tree": "baumo",
+    "house": "hauso", "river": "flusso", "park": "parko", "street": "strasso",
+}
+_ADJECTIVES = {
+    "small": "klein", "big": "gross", "red": "rot", "blue": "blau",
+    "old": "alt", "young": "jung", "happy": "froh", "green": "grün",
+}
+_VERBS = {
+    "sees": "siehta", "holds": "haltta", "follows": "folgta", "paints": "malta",
+    "finds": "findta", "watches": "schauta", "carries": "tragta", "likes": "magta",
+}
+_DETERMINERS = {"the": "de", "a": "ein"}
+_PREPOSITIONS = {"in": "im", "near": "bei", "behind": "hinter", "under": "unter"}
+
+
+def _noun_phrase(rng, nouns):
+    det = rng.choice(list(_DETERMINERS))
+    noun = rng.choice(nouns)
+    english, stage = [det], [_DETERMINERS[det]]
+    adjectives = rng.choice(list(_ADJECTIVES), size=rng.integers(0, 3), replace=False)
+    english += list(adjectives) + [noun]
+    # Adjectives follow the noun, in reverse order.
+    stage += [_NOUNS[noun]] + [_ADJECTIVES[a] for a in adjectives[::-1]]
+    return english, stage
+
+
+def stage_language_pairs(num_examples, seed=0):
+    """Sentence pairs of the stage language and their English translations.
+
+    English: `subject verb object [preposition place]`; the stage language:
+    `subject [place-preposition place] object verb`, with every adjective
+    after its noun (in reverse order). For example:
+
+        stage:   ein hundo klein im de parko de ballo rot siehta
+        English: a small dog sees the red ball in the park
+
+    Args:
+        num_examples: int, number of pairs.
+        seed: int.
+
+    Returns `(stage_texts, english_texts)`, two lists of str.
+    """
+    rng = np.random.default_rng(seed)
+    nouns = list(_NOUNS)
+    places = ["park", "house", "river", "street", "tree", "car"]
+    stage_texts, english_texts = [], []
+    for _ in range(num_examples):
+        subject_en, subject_st = _noun_phrase(rng, nouns)
+        object_en, object_st = _noun_phrase(rng, nouns)
+        verb = rng.choice(list(_VERBS))
+        english = subject_en + [verb] + object_en
+        stage = list(subject_st)
+        if rng.random() < 0.6:
+            prep = rng.choice(list(_PREPOSITIONS))
+            place_en, place_st = _noun_phrase(rng, places)
+            english += [prep] + place_en
+            stage += [_PREPOSITIONS[prep]] + place_st
+        stage += object_st + [_VERBS[verb]]
+        stage_texts.append(" ".join(stage))
+        english_texts.append(" ".join(english))
+    return stage_texts, english_texts

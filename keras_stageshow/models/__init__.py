@@ -1,1 +1,2 @@
 from keras_stageshow.models.transformer import Transformer
+from keras_stageshow.models.translator import Translator

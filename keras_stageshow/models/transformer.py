@@ -1,7 +1,10 @@
+import functools
+
 import keras
 import numpy as np
 from keras import ops
 
+from keras_stageshow.models import generation
 from keras_stageshow.layers.oscar_assessment import OscarAssessment
 from keras_stageshow.layers.stage_show import StageShow
 from keras_stageshow.layers.utils import check_heads
@@ -214,124 +217,181 @@ class Transformer(keras.Model):
         self,
         source_ids,
         max_new_tokens=None,
+        strategy="greedy",
+        num_beams=4,
+        length_penalty=0.6,
+        temperature=1.0,
+        top_k=None,
+        top_p=None,
+        seed=None,
         start_id=2,
         end_id=3,
         use_cache=True,
+        return_scores=False,
     ):
-        """The awards ceremony: greedy autoregressive decoding.
+        """The awards ceremony: autoregressive decoding from source ids.
 
         The committee starts from the start token; each step it votes for
-        the next token, which is fed back as the next rumour. With
-        `use_cache=True` the decoder's self-attention keys/values grow by one
-        step at a time and the show's keys/values (cross-attention) are
-        projected once, so a step costs one token's work, not the prefix's.
-        `use_cache=False` re-runs the decoder over the whole prefix at each
-        step (the reference the cached path is tested against).
+        the next token, which is fed back as the next rumour, until a row
+        votes `end_id` or reaches its length limit. The decoder's
+        self-attention keys/values grow by one position a step and the
+        show's keys/values (cross-attention) are projected once, so a step
+        costs one token's work, not the prefix's.
+
+        The loop is traced once per shape bucket (batch rounded up to a
+        power of two, lengths to a multiple of 16, padding rows and columns
+        that do not change any row's result) and reused: with the
+        TensorFlow backend it runs as one `tf.function`.
 
         Args:
             source_ids: int `(batch, source_len)`, 0-padded.
-            max_new_tokens: int, tokens to generate at most; defaults to
-                `source_len + 50` (the paper), capped at `max_length`.
-            start_id: int, the start token (2 in the library's reserved
-                layout: pad 0, unknown 1, start 2, end 3).
-            end_id: int, the end token; a row stops after it.
-            use_cache: bool, use the key/value cache.
+            max_new_tokens: int, tokens to generate at most per row. By
+                default each row gets its own source length + 50 (the
+                paper), capped at `max_length`.
+            strategy: `"greedy"`, `"beam"` (beam search), or `"sample"`
+                (top-k / top-p sampling).
+            num_beams: int, beams for `"beam"`.
+            length_penalty: float, the paper's alpha for `"beam"`:
+                hypotheses are ranked by `log P / ((5 + len) / 6) ** alpha`.
+            temperature, top_k, top_p: for `"sample"`: logits are divided
+                by `temperature`; only the `top_k` most likely tokens and/or
+                the smallest set with probability >= `top_p` are drawn.
+            seed: int, makes `"sample"` reproducible.
+            start_id, end_id: the start and end tokens (2 and 3 in the
+                library's reserved layout: pad 0, unknown 1, start 2, end 3).
+            use_cache: bool; `False` re-runs the decoder over the whole
+                prefix each step (greedy only; the reference the cached
+                loop is tested against).
+            return_scores: bool, also return each row's score: the sum of
+                the tokens' log-probabilities (greedy, sample) or the
+                length-penalized one (beam).
 
         Returns:
-            int32 `(batch, max_new_tokens)`: the generated ids without the
-            start token, each row ending with `end_id` (if reached) and
-            padded with 0 after it.
+            int32 numpy array `(batch, max_new_tokens)`: the generated ids
+            without the start token, each row ending with `end_id` (if
+            reached) and 0 after it; with `return_scores`, also the
+            float32 scores `(batch,)`.
         """
         source_ids = check_token_ids(
             source_ids, "source_ids", self.input_vocab_size, self.max_length
         )
-        source_len = source_ids.shape[1]
-        if max_new_tokens is None:
-            max_new_tokens = min(source_len + 50, self.max_length)
-        if (
-            not isinstance(max_new_tokens, (int, np.integer))
-            or not 0 < max_new_tokens <= self.max_length
-        ):
-            raise ValueError(
-                f"`max_new_tokens` must be in [1, max_length={self.max_length}]; "
-                f"received {max_new_tokens}."
-            )
+        source = ops.convert_to_numpy(source_ids).astype("int32")
+        batch, source_len = source.shape
+        if batch == 0:
+            raise ValueError("`source_ids` is an empty batch; pass at least one row.")
         for name, value in (("start_id", start_id), ("end_id", end_id)):
             if not 0 < value < self.target_vocab_size:
                 raise ValueError(
                     f"`{name}` must be a target token id in "
                     f"[1, {self.target_vocab_size}); received {value}."
                 )
-        decode = self._cached_greedy if use_cache else self._uncached_greedy
-        return decode(source_ids, max_new_tokens, start_id, end_id)
-
-    def _cached_greedy(self, source_ids, max_new_tokens, start_id, end_id):
-        batch_size = ops.shape(source_ids)[0]
-        source_mask = padding_mask_from_ids(source_ids)
-        # The show, performed once. (batch, source_len, d_model)
-        enc_output = self.stage_show(source_ids, training=False)
-        cross_cache = self.oscar_assessment.compute_cross_attention_cache(
-            enc_output
+        if max_new_tokens is None:
+            lengths = (source != 0).sum(axis=1)
+            limits = np.minimum(lengths + 50, self.max_length)
+        else:
+            if (
+                not isinstance(max_new_tokens, (int, np.integer))
+                or not 0 < max_new_tokens <= self.max_length
+            ):
+                raise ValueError(
+                    "`max_new_tokens` must be an int in [1, max_length="
+                    f"{self.max_length}]; received {max_new_tokens!r}."
+                )
+            limits = np.full((batch,), max_new_tokens)
+        limits = limits.astype("int32")
+        steps = int(limits.max())
+        if not self.built:
+            self.build(((None, None), (None, None)))
+        options = _check_strategy(
+            strategy, num_beams, length_penalty, temperature, top_k, top_p,
+            self.target_vocab_size, use_cache,
         )
-        self_cache = self.oscar_assessment.initial_self_attention_cache(
-            batch_size, max_new_tokens
-        )
-        # (batch, 1 + max_new_tokens): start token, then the votes.
-        tokens = ops.concatenate(
-            [
-                ops.full((batch_size, 1), start_id, "int32"),
-                ops.zeros((batch_size, max_new_tokens), "int32"),
-            ],
-            axis=1,
-        )
-        done = ops.zeros((batch_size,), "bool")
-
-        def keep_going(index, tokens, self_cache, done):
-            return ops.logical_and(
-                index < max_new_tokens, ops.logical_not(ops.all(done))
+        if not use_cache:
+            tokens, scores = self._uncached_greedy(
+                source, limits, steps, start_id, end_id
             )
-
-        def step(index, tokens, self_cache, done):
-            # The latest rumour. (batch, 1)
-            rumour = ops.slice(tokens, [0, index], [batch_size, 1])
-            dec_output, self_cache = self.oscar_assessment(
-                rumour,
-                enc_output,
-                enc_output_mask=source_mask,
-                self_attention_cache=self_cache,
-                cross_attention_cache=cross_cache,
-                cache_update_index=index,
-                training=False,
+        else:
+            tokens, scores = self._compiled_generate(
+                source, limits, steps, start_id, end_id, options, seed
             )
-            # Vote. (batch, vocab) -> (batch,)
-            logits = _never_vote_padding(self.voting(dec_output)[:, 0, :])
-            vote = ops.cast(ops.argmax(logits, axis=-1), "int32")
-            vote = ops.where(done, 0, vote)
-            tokens = ops.slice_update(tokens, [0, index + 1], ops.expand_dims(vote, 1))
-            done = ops.logical_or(done, ops.equal(vote, end_id))
-            return index + 1, tokens, self_cache, done
+        tokens = tokens[:, :steps]
+        return (tokens, scores) if return_scores else tokens
 
-        _, tokens, _, _ = ops.while_loop(
-            keep_going, step, (0, tokens, self_cache, done)
+    def _compiled_generate(
+        self, source, limits, steps, start_id, end_id, options, seed
+    ):
+        batch, source_len = source.shape
+        # Shape buckets: one trace serves every call that rounds alike.
+        batch_bucket = 1 << (batch - 1).bit_length()
+        length_bucket = min(_round_up(source_len, 16), self.max_length)
+        steps_bucket = min(_round_up(steps, 16), self.max_length)
+        padded = np.zeros((batch_bucket, length_bucket), "int32")
+        padded[:batch, :source_len] = source
+        padded_limits = np.zeros((batch_bucket,), "int32")
+        padded_limits[:batch] = limits
+        inputs = [padded, padded_limits]
+        if options["strategy"] == "sample":
+            inputs.append(
+                keras.random.uniform(
+                    (steps_bucket, batch_bucket),
+                    seed=keras.random.SeedGenerator(seed) if seed is not None else None,
+                )
+            )
+        key = (
+            batch_bucket, length_bucket, steps_bucket, start_id, end_id,
+            tuple(sorted(options.items())),
         )
-        return tokens[:, 1:]
+        if not hasattr(self, "_generate_functions"):
+            self._generate_functions = {}
+        function = self._generate_functions.get(key)
+        if function is None:
+            function = _compile(
+                functools.partial(
+                    self._decode,
+                    steps=steps_bucket,
+                    start_id=start_id,
+                    end_id=end_id,
+                    **options,
+                )
+            )
+            self._generate_functions[key] = function
+        tokens, scores = function(*inputs)
+        tokens = ops.convert_to_numpy(tokens)[:batch]
+        return tokens, ops.convert_to_numpy(scores)[:batch]
 
-    def _uncached_greedy(self, source_ids, max_new_tokens, start_id, end_id):
-        source_ids = ops.convert_to_numpy(source_ids)
-        batch_size = source_ids.shape[0]
-        tokens = np.zeros((batch_size, max_new_tokens + 1), "int32")
+    def _decode(
+        self, source_ids, limits, uniform=None, *, steps, start_id, end_id,
+        strategy, **options,
+    ):
+        if strategy == "beam":
+            return generation.beam_search(
+                self, source_ids, limits, steps, start_id, end_id,
+                options["num_beams"], options["length_penalty"],
+            )
+        return generation.greedy_search(
+            self, source_ids, limits, steps, start_id, end_id, uniform,
+            **{k: options[k] for k in ("temperature", "top_k", "top_p") if k in options},
+        )
+
+    def _uncached_greedy(self, source, limits, steps, start_id, end_id):
+        """Greedy decoding that re-runs the decoder over the whole prefix at
+        every step (no cache): the reference for the cached loop."""
+        batch = source.shape[0]
+        tokens = np.zeros((batch, steps + 1), "int32")
         tokens[:, 0] = start_id
-        done = np.zeros((batch_size,), bool)
-        for index in range(max_new_tokens):
-            logits = self((source_ids, tokens[:, : index + 1]), training=False)
-            logits = _never_vote_padding(logits[:, -1, :])
-            vote = np.argmax(ops.convert_to_numpy(logits), axis=-1)
-            vote = np.where(done, 0, vote)
+        scores = np.zeros((batch,), "float32")
+        done = limits <= 0
+        for index in range(steps):
+            logits = self((source, tokens[:, : index + 1]), training=False)
+            logits = generation.never_vote_padding(logits[:, -1, :])
+            log_probs = ops.convert_to_numpy(ops.log_softmax(logits, axis=-1))
+            vote = np.where(done, 0, np.argmax(log_probs, axis=-1))
+            scores += np.where(done, 0.0, log_probs[np.arange(batch), vote])
             tokens[:, index + 1] = vote
-            done |= vote == end_id
+            done |= (vote == end_id) | (index + 1 >= limits)
             if done.all():
                 break
-        return tokens[:, 1:]
+        return tokens[:, 1:], scores
 
     def compile(
         self,
@@ -403,10 +463,69 @@ class Transformer(keras.Model):
         return config
 
 
-def _never_vote_padding(logits):
-    """Padding (id 0) is not a token the ceremony may announce. # (batch, vocab)"""
-    is_pad = ops.equal(ops.arange(ops.shape(logits)[-1]), 0)
-    return ops.where(is_pad, -1e9, logits)
+def _round_up(value, multiple):
+    return -(-value // multiple) * multiple
+
+
+def _compile(function):
+    """One traced function per shape bucket: a `tf.function` with the
+    TensorFlow backend; other backends run the loop as it is (JAX's
+    `while_loop` compiles its body by itself)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function, autograph=False)
+    return function
+
+
+def _check_strategy(
+    strategy, num_beams, length_penalty, temperature, top_k, top_p, vocab,
+    use_cache,
+):
+    """The options of one strategy, checked, as a dict."""
+    strategies = ("greedy", "beam", "sample")
+    if strategy not in strategies:
+        raise ValueError(
+            f"`strategy` must be one of {strategies}; received {strategy!r}."
+        )
+    if not use_cache and strategy != "greedy":
+        raise ValueError(
+            "`use_cache=False` is the greedy reference only; use "
+            f"`use_cache=True` for strategy={strategy!r}."
+        )
+    if strategy == "greedy":
+        return {"strategy": "greedy"}
+    if strategy == "beam":
+        if not isinstance(num_beams, (int, np.integer)) or not 1 <= num_beams <= vocab // 2:
+            raise ValueError(
+                f"`num_beams` must be an int in [1, {vocab // 2}]; received "
+                f"{num_beams!r}."
+            )
+        if not length_penalty >= 0:
+            raise ValueError(
+                f"`length_penalty` must be >= 0; received {length_penalty!r}."
+            )
+        return {
+            "strategy": "beam",
+            "num_beams": int(num_beams),
+            "length_penalty": float(length_penalty),
+        }
+    if not temperature > 0:
+        raise ValueError(f"`temperature` must be > 0; received {temperature!r}.")
+    if top_k is not None and not (
+        isinstance(top_k, (int, np.integer)) and 1 <= top_k <= vocab
+    ):
+        raise ValueError(
+            f"`top_k` must be an int in [1, {vocab}] or None; received {top_k!r}."
+        )
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"`top_p` must be in (0, 1] or None; received {top_p!r}.")
+    return {
+        "strategy": "sample",
+        "temperature": float(temperature),
+        "top_k": None if top_k is None else int(top_k),
+        "top_p": None if top_p is None else float(top_p),
+    }
 
 
 def _split_inputs(inputs, shapes=False):

@@ -1,0 +1,154 @@
+"""The tf.data pipeline: text pairs -> length-batched `((source, target_in), target_out)`."""
+
+import numpy as np
+
+from keras_stageshow.tokenizers.subword_tokenizer import END_ID
+from keras_stageshow.tokenizers.subword_tokenizer import START_ID
+
+
+def tokenize_pairs(
+    source_texts, target_texts, source_tokenizer, target_tokenizer, max_length
+):
+    """Tokenizes a parallel corpus once, adding the start/end tokens.
+
+    Source: `pieces + [end]`; target: `[start] + pieces + [end]`, so that
+    `target_in = target[:-1]` and `target_out = target[1:]`. Both are cut to
+    `max_length` tokens (the source keeps its end token; a cut target
+    loses it). Returns two ragged int32 tensors.
+    """
+    import tensorflow as tf
+
+    if len(source_texts) != len(target_texts):
+        raise ValueError(
+            f"`source_texts` has {len(source_texts)} sentences but "
+            f"`target_texts` has {len(target_texts)}; they must be aligned."
+        )
+    if not len(source_texts):
+        raise ValueError("`source_texts` is empty: there is nothing to train on.")
+    if max_length < 2:
+        raise ValueError(f"`max_length` must be at least 2; received {max_length}.")
+    source = source_tokenizer.tokenize(list(source_texts))[:, : max_length - 1]
+    end = tf.fill([source.nrows(), 1], END_ID)
+    source = tf.concat([source, end], axis=1)
+    target = target_tokenizer.tokenize(list(target_texts))[:, : max_length - 1]
+    start = tf.fill([target.nrows(), 1], START_ID)
+    target = tf.concat([start, target, end], axis=1)[:, : max_length + 1]
+    return source, target
+
+
+def length_batches(source_lengths, target_lengths, tokens_per_batch, seed=0):
+    """Partitions examples into batches of similar length.
+
+    Examples are sorted by length (ties broken at random, with `seed`) and
+    cut greedily so that each batch's padded size, `rows * longest` on the
+    source and on the target side, stays within `tokens_per_batch`; the
+    paper batches by approximate length the same way (~25k tokens a batch).
+
+    Returns a list of index arrays, one per batch.
+    """
+    source_lengths = np.asarray(source_lengths)
+    target_lengths = np.asarray(target_lengths)
+    rng = np.random.default_rng(seed)
+    order = np.lexsort(
+        (
+            rng.random(len(source_lengths)),
+            target_lengths,
+            source_lengths,
+            np.maximum(source_lengths, target_lengths),
+        )
+    )
+    batches, current, longest_s, longest_t = [], [], 0, 0
+    for index in order:
+        s, t = int(source_lengths[index]), int(target_lengths[index])
+        new_s, new_t = max(longest_s, s), max(longest_t, t)
+        if current and (len(current) + 1) * max(new_s, new_t) > tokens_per_batch:
+            batches.append(np.array(current))
+            current, new_s, new_t = [], s, t
+        current.append(index)
+        longest_s, longest_t = new_s, new_t
+    if current:
+        batches.append(np.array(current))
+    return batches
+
+
+def padding_fraction(lengths, batches):
+    """Share of the padded `(rows, longest)` slots that are padding."""
+    lengths = np.asarray(lengths)
+    slots = sum(len(b) * int(lengths[b].max()) for b in batches)
+    return 1.0 - float(lengths.sum()) / slots
+
+
+def make_translation_dataset(
+    source_texts,
+    target_texts,
+    source_tokenizer,
+    target_tokenizer,
+    max_length=128,
+    tokens_per_batch=4096,
+    shuffle=True,
+    seed=0,
+    return_stats=False,
+):
+    """A `tf.data.Dataset` of `((source_ids, target_in), target_out)`.
+
+    The corpus is tokenized once (tensorflow-text), split into batches of
+    about `tokens_per_batch` padded tokens per side by `length_batches`, and
+    each epoch visits the batches in a new random order (with `seed`). A
+    batch is padded only to its own longest sentence, so little compute
+    goes to padding; `return_stats=True` also returns how little.
+    The dataset has a known length, so `model.fit` shows a full progress bar.
+
+    Args:
+        source_texts, target_texts: aligned lists of strings.
+        source_tokenizer, target_tokenizer: `SubwordTokenizer`s (the same
+            object twice for a shared vocabulary).
+        max_length: int, the model's `max_length`; longer sentences are cut.
+        tokens_per_batch: int, padded tokens per batch per side.
+        shuffle: bool, visit batches in a new order every epoch.
+        seed: int, for the order (and for tie-breaking in the partition).
+        return_stats: bool, also return a dict with `batches`, `sentences`,
+            `source_tokens`, `target_tokens` and the `source_padding` and
+            `target_padding` fractions.
+
+    Example:
+    >>> ds = make_translation_dataset(de, en, de_tok, en_tok, max_length=128)
+    >>> model.fit(ds, epochs=10)
+    """
+    import tensorflow as tf
+
+    if tokens_per_batch < max_length:
+        raise ValueError(
+            f"`tokens_per_batch` ({tokens_per_batch}) must be at least "
+            f"`max_length` ({max_length}), so that the longest sentence fits."
+        )
+    source, target = tokenize_pairs(
+        source_texts, target_texts, source_tokenizer, target_tokenizer, max_length
+    )
+    source_lengths = source.row_lengths().numpy()
+    target_lengths = target.row_lengths().numpy() - 1  # target_in / target_out
+    batches = length_batches(source_lengths, target_lengths, tokens_per_batch, seed)
+    batch_rows = tf.ragged.constant([b.tolist() for b in batches], dtype="int64")
+
+    def gather(batch_index):
+        rows = batch_rows[batch_index]
+        # (rows, source_len) and (rows, target_len + 1), 0-padded.
+        source_ids = tf.gather(source, rows).to_tensor()
+        target_ids = tf.gather(target, rows).to_tensor()
+        return (source_ids, target_ids[:, :-1]), target_ids[:, 1:]
+
+    dataset = tf.data.Dataset.range(len(batches))
+    if shuffle:
+        dataset = dataset.shuffle(len(batches), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    if not return_stats:
+        return dataset
+    stats = {
+        "batches": len(batches),
+        "sentences": len(source_lengths),
+        "source_tokens": int(source_lengths.sum()),
+        "target_tokens": int(target_lengths.sum()),
+        "source_padding": round(padding_fraction(source_lengths, batches), 4),
+        "target_padding": round(padding_fraction(target_lengths, batches), 4),
+    }
+    return dataset, stats

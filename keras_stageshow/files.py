@@ -1,0 +1,63 @@
+"""Atomic writes: a crash never leaves a half-written file under the real name.
+
+Each helper writes to a temporary name in the destination folder, flushes it
+to disk, then renames it into place with `os.replace` (atomic on POSIX and
+Windows when both names are on one file system).
+"""
+
+import json
+import os
+import tempfile
+
+
+def _atomic(path, write, suffix=".tmp"):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.tmp.", suffix=suffix, dir=folder
+    )
+    os.close(handle)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_bytes_atomically(path, data):
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    _atomic(path, write)
+
+
+def write_text_atomically(path, text):
+    write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def write_json_atomically(path, obj):
+    write_text_atomically(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_model_atomically(model, path):
+    """`model.save(path)` through a temporary `.keras` file and a rename."""
+    # Keras picks the format from the suffix, so the temporary name keeps it.
+    _atomic(path, model.save, suffix=".keras")
+
+
+def read_json(path, what):
+    """Reads a JSON file, with an error that says which file and what it is."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path!r} does not exist.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{what} {path!r} is not valid JSON ({error}); the file is "
+            "damaged. Re-create it (re-run the command that wrote it)."
+        ) from None

@@ -1,0 +1,286 @@
+"""The awards ceremony: cached autoregressive decoding for `Transformer`.
+
+Every strategy runs the same step: the latest rumour (token) goes through
+the Oscar assessment with the key/value caches (`AskQuestions`' keys and
+values grow by one position a step; `WatchShow`'s are projected from the
+show once), and `Voting` gives the next token's logits. The loops are
+`keras.ops.while_loop`s over fixed-size tensors, so one trace serves every
+call with the same shapes (see `Transformer.generate`).
+
+keras-hub's samplers run a loop like this one, but its `BeamSampler` has no
+length penalty (the paper's alpha) and its random samplers keep their seed
+in a variable, which would make a seeded call depend on earlier calls; so
+the strategies are written here, on one shared step.
+"""
+
+from keras import ops
+
+NEG_INF = -1e9
+
+
+def never_vote_padding(logits):
+    """Padding (id 0) is not a token the ceremony may announce.
+    # (batch, vocab)"""
+    is_pad = ops.equal(ops.arange(ops.shape(logits)[-1]), 0)
+    return ops.where(is_pad, NEG_INF, logits)
+
+
+def length_penalty(length, alpha):
+    """GNMT's length penalty, used by the paper (alpha = 0.6):
+    `((5 + length) / 6) ** alpha`."""
+    return ops.power((5.0 + ops.cast(length, "float32")) / 6.0, alpha)
+
+
+def _decoder_step(model, rumour, enc_output, source_mask, caches, index):
+    """One vote. rumour (rows, 1) -> log-probs (rows, vocab), new caches."""
+    self_cache, cross_cache = caches
+    dec_output, self_cache = model.oscar_assessment(
+        rumour,
+        enc_output,
+        enc_output_mask=source_mask,
+        self_attention_cache=self_cache,
+        cross_attention_cache=cross_cache,
+        cache_update_index=index,
+        training=False,
+    )
+    # (rows, vocab), float32 (Voting's output is always float32).
+    logits = never_vote_padding(model.voting(dec_output)[:, 0, :])
+    return logits, (self_cache, cross_cache)
+
+
+def _perform(model, source_ids, rows, steps, repeat=1):
+    """The show, performed once, and the caches for `steps` votes."""
+    # (batch, source_len)
+    source_mask = ops.not_equal(source_ids, 0)
+    # (batch, source_len, d_model)
+    enc_output = model.stage_show(source_ids, training=False)
+    if repeat > 1:
+        # Every beam of a sentence watches the same show.
+        enc_output = ops.repeat(enc_output, repeat, axis=0)
+        source_mask = ops.repeat(source_mask, repeat, axis=0)
+    cross_cache = model.oscar_assessment.compute_cross_attention_cache(enc_output)
+    self_cache = model.oscar_assessment.initial_self_attention_cache(rows, steps)
+    return enc_output, source_mask, (self_cache, cross_cache)
+
+
+def pick_sample(logits, uniform, temperature=1.0, top_k=None, top_p=None):
+    """Samples one token per row by inverting the CDF at `uniform`.
+
+    logits (rows, vocab) float32; uniform (rows,) in [0, 1). Tokens outside
+    the `top_k` most likely, or outside the smallest set whose probability
+    reaches `top_p`, are never drawn. One uniform number per row and step
+    makes a seeded call reproducible whatever was generated before.
+    """
+    logits = logits / temperature
+    if top_k is not None:
+        # (rows, 1): the k-th largest logit.
+        kth = ops.min(ops.top_k(logits, top_k)[0], axis=-1, keepdims=True)
+        logits = ops.where(logits < kth, NEG_INF, logits)
+    if top_p is not None:
+        sorted_logits = ops.flip(ops.sort(logits, axis=-1), axis=-1)
+        sorted_probs = ops.softmax(sorted_logits, axis=-1)
+        # Mass of the tokens strictly more likely than each one.
+        before = ops.cumsum(sorted_probs, axis=-1) - sorted_probs
+        kept = ops.where(before < top_p, sorted_logits, float("inf"))
+        threshold = ops.min(kept, axis=-1, keepdims=True)
+        logits = ops.where(logits < threshold, NEG_INF, logits)
+    cdf = ops.cumsum(ops.softmax(logits, axis=-1), axis=-1)
+    # The first token whose CDF passes u. (rows,)
+    token = ops.sum(ops.cast(cdf <= ops.expand_dims(uniform, -1), "int32"), -1)
+    return ops.minimum(token, ops.shape(logits)[-1] - 1)
+
+
+def greedy_search(
+    model,
+    source_ids,
+    limits,
+    steps,
+    start_id,
+    end_id,
+    uniform=None,
+    temperature=1.0,
+    top_k=None,
+    top_p=None,
+):
+    """Greedy decoding, or sampling when `uniform` (steps, batch) is given.
+
+    Args:
+        source_ids: int (batch, source_len).
+        limits: int (batch,), tokens each row may generate (<= steps).
+        steps: int, the loop's size (and the self-attention cache length).
+
+    Returns `(tokens (batch, steps) int32, scores (batch,) float32)`: each
+    row's tokens end with `end_id` (or stop at its limit) and are 0 after;
+    the score is the sum of the model's log-probabilities of the tokens.
+    """
+    batch = ops.shape(source_ids)[0]
+    enc_output, source_mask, caches = _perform(model, source_ids, batch, steps)
+    # (batch, 1 + steps): the start token, then the votes.
+    tokens = ops.concatenate(
+        [
+            ops.full((batch, 1), start_id, "int32"),
+            ops.zeros((batch, steps), "int32"),
+        ],
+        axis=1,
+    )
+    scores = ops.zeros((batch,), "float32")
+    done = ops.less_equal(limits, 0)
+
+    def keep_going(index, tokens, scores, done, caches):
+        return ops.logical_and(index < steps, ops.logical_not(ops.all(done)))
+
+    def step(index, tokens, scores, done, caches):
+        rumour = ops.slice(tokens, [0, index], [batch, 1])
+        logits, caches = _decoder_step(
+            model, rumour, enc_output, source_mask, caches, index
+        )
+        log_probs = ops.log_softmax(logits, axis=-1)
+        if uniform is None:
+            vote = ops.cast(ops.argmax(logits, axis=-1), "int32")
+        else:
+            vote = pick_sample(
+                logits, uniform[index], temperature, top_k, top_p
+            )
+        vote = ops.where(done, 0, vote)
+        gained = ops.take_along_axis(log_probs, ops.expand_dims(vote, -1), -1)
+        scores = scores + ops.where(done, 0.0, ops.squeeze(gained, -1))
+        tokens = ops.slice_update(tokens, [0, index + 1], ops.expand_dims(vote, 1))
+        done = done | ops.equal(vote, end_id) | ops.greater_equal(index + 1, limits)
+        return index + 1, tokens, scores, done, caches
+
+    _, tokens, scores, _, _ = ops.while_loop(
+        keep_going, step, (0, tokens, scores, done, caches)
+    )
+    return tokens[:, 1:], scores
+
+
+def beam_search(
+    model, source_ids, limits, steps, start_id, end_id, num_beams, alpha
+):
+    """Beam search with the paper's length penalty.
+
+    Keeps `num_beams` live hypotheses per sentence. A hypothesis ends when
+    it votes `end_id` as one of the `num_beams` best candidates (so one beam
+    is exactly greedy decoding when `alpha=0`) or reaches its row's limit;
+    its score is `log P / length_penalty(length, alpha)`. A sentence is done
+    when its `num_beams` best finished hypotheses cannot be beaten by any
+    live one, even at the longest length.
+
+    Returns `(tokens (batch, steps) int32, scores (batch,) float32)` of the
+    best finished hypothesis of each sentence.
+    """
+    batch = ops.shape(source_ids)[0]
+    k = num_beams
+    rows = batch * k
+    enc_output, source_mask, caches = _perform(
+        model, source_ids, rows, steps, repeat=k
+    )
+    limits = ops.cast(limits, "int32")
+    # Hypotheses: (batch, beams, 1 + steps), the start token first.
+    seqs = ops.concatenate(
+        [
+            ops.full((batch, k, 1), start_id, "int32"),
+            ops.zeros((batch, k, steps), "int32"),
+        ],
+        axis=2,
+    )
+    # Only the first beam is live at first, so the first step's candidates
+    # are not k copies of the same tokens. (batch, beams)
+    alive = ops.tile(
+        ops.expand_dims(
+            ops.concatenate([ops.zeros((1,)), ops.full((k - 1,), NEG_INF)]), 0
+        ),
+        [batch, 1],
+    )
+    finished_seqs = seqs
+    finished = ops.full((batch, k), NEG_INF, "float32")
+    done = ops.less_equal(limits, 0)
+    best_penalty = length_penalty(limits, alpha)  # (batch,)
+    # (batch, 1): where each sentence's beams start in the flat rows.
+    offsets = ops.expand_dims(ops.arange(batch, dtype="int32") * k, -1)
+    positions = ops.arange(steps + 1, dtype="int32")
+
+    def write(hyps, index, tokens):
+        """hyps (batch, n, 1+steps) with `tokens` (batch, n) at index+1."""
+        here = ops.equal(positions, index + 1)  # (1 + steps,)
+        return ops.where(here, ops.expand_dims(tokens, -1), hyps)
+
+    def keep_going(index, seqs, alive, finished_seqs, finished, done, caches):
+        return ops.logical_and(index < steps, ops.logical_not(ops.all(done)))
+
+    def step(index, seqs, alive, finished_seqs, finished, done, caches):
+        # (batch * beams, 1)
+        rumour = ops.reshape(seqs[:, :, index], (rows, 1))
+        logits, caches = _decoder_step(
+            model, rumour, enc_output, source_mask, caches, index
+        )
+        vocab = ops.shape(logits)[-1]
+        # (batch, beams, vocab)
+        log_probs = ops.reshape(ops.log_softmax(logits, -1), (batch, k, vocab))
+        candidates = ops.reshape(
+            ops.expand_dims(alive, -1) + log_probs, (batch, k * vocab)
+        )
+        # The 2k best continuations: at least k of them do not end.
+        # (batch, 2 * beams)
+        top_scores, top_index = ops.top_k(candidates, 2 * k)
+        parent = top_index // vocab
+        token = ops.cast(top_index % vocab, "int32")
+        length = index + 1
+        at_limit = ops.expand_dims(ops.greater_equal(length, limits), -1)
+        rank = ops.expand_dims(ops.arange(2 * k), 0)
+        ending = ops.logical_or(ops.equal(token, end_id), at_limit)
+        # Candidate hypotheses. (batch, 2 * beams, 1 + steps)
+        grown = write(ops.take_along_axis(seqs, parent[..., None], 1), index, token)
+
+        # Finished: ending candidates among the k best.
+        new_finished = ops.where(
+            ending & (rank < k) & ops.expand_dims(~done, -1),
+            top_scores / length_penalty(length, alpha),
+            NEG_INF,
+        )
+        pool = ops.concatenate([finished, new_finished], axis=1)
+        finished, pick = ops.top_k(pool, k)
+        finished_seqs = ops.take_along_axis(
+            ops.concatenate([finished_seqs, grown], axis=1), pick[..., None], 1
+        )
+
+        # Live: the k best candidates that do not end.
+        live_scores = ops.where(ending, NEG_INF, top_scores)
+        alive, pick = ops.top_k(live_scores, k)
+        seqs = ops.take_along_axis(grown, pick[..., None], 1)
+        parent = ops.take_along_axis(parent, pick, 1)
+        # Each live beam takes its parent's caches. (batch * beams,)
+        rows_from = ops.reshape(ops.cast(parent, "int32") + offsets, (rows,))
+        self_cache, cross_cache = caches
+        self_cache = [ops.take(c, rows_from, axis=0) for c in self_cache]
+
+        # Done: the worst kept finished hypothesis beats the best a live
+        # one could still reach (log P only falls; the penalty grows to
+        # its value at the row's limit).
+        can_reach = alive[:, 0] / best_penalty
+        done = (
+            done
+            | ops.greater_equal(length, limits)
+            | ((finished[:, -1] > NEG_INF / 2) & (can_reach <= finished[:, -1]))
+        )
+        return (
+            index + 1,
+            seqs,
+            alive,
+            finished_seqs,
+            finished,
+            done,
+            (self_cache, cross_cache),
+        )
+
+    _, _, _, finished_seqs, finished, _, _ = ops.while_loop(
+        keep_going,
+        step,
+        (0, seqs, alive, finished_seqs, finished, done, caches),
+    )
+    best = finished_seqs[:, 0, 1:]
+    # Nothing after the end token.
+    after_end = ops.cumsum(ops.cast(ops.equal(best, end_id), "int32"), 1)
+    after_end = after_end - ops.cast(ops.equal(best, end_id), "int32")
+    best = ops.where(after_end > 0, 0, best)
+    return best, finished[:, 0]

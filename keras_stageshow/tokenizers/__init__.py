@@ -1,0 +1,1 @@
+from keras_stageshow.tokenizers.subword_tokenizer import SubwordTokenizer

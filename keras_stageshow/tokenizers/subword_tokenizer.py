@@ -1,0 +1,348 @@
+import io
+import os
+
+import numpy as np
+
+from keras_stageshow.files import read_json
+from keras_stageshow.files import write_bytes_atomically
+from keras_stageshow.files import write_json_atomically
+
+PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
+RESERVED_PIECES = ("<pad>", "<unk>", "<s>", "</s>")
+MODEL_FILE = "sentencepiece.model"
+CONFIG_FILE = "tokenizer.json"
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _tf_text():
+    # Imported on first use, so that `import keras_stageshow` stays light.
+    import tensorflow_text
+
+    return tensorflow_text
+
+
+class SubwordTokenizer:
+    """The script: a SentencePiece subword tokenizer (the paper's BPE).
+
+    Text is cut into subword pieces by a SentencePiece model run by
+    tensorflow-text's `SentencepieceTokenizer` (TF ops only, so the same
+    tokenizer runs in `tf.data`, in `tf.function` and in an exported
+    SavedModel). SentencePiece keeps whitespace inside its pieces, so
+    detokenizing gives back the text with its punctuation and spacing (up to
+    Unicode NFKC normalization and runs of whitespace): what sacreBLEU
+    needs. Every model this class trains or loads has the
+    library's reserved ids: padding 0 (`<pad>`), unknown 1 (`<unk>`),
+    start 2 (`<s>`) and end 3 (`</s>`).
+
+    Args:
+        proto: bytes, a serialized SentencePiece model with the reserved ids
+            above (what `train` makes).
+        lowercase: bool, case-fold the text before tokenizing.
+        strip_accents: bool, drop combining accents (`"é" -> "e"`) before
+            tokenizing.
+
+    Example:
+    >>> tok = SubwordTokenizer.train(["ein Hund läuft", "zwei Hunde"],
+    ...                              vocabulary_size=40)
+    >>> ids = tok.tokenize(["ein Hund"])           # ragged int32
+    >>> tok.detokenize(ids).numpy()                 # [b'ein Hund']
+    >>> tok.save("run/source_tokenizer")
+    >>> tok = SubwordTokenizer.load("run/source_tokenizer")
+    """
+
+    def __init__(self, proto, lowercase=False, strip_accents=False):
+        if not isinstance(proto, (bytes, bytearray)) or not proto:
+            raise ValueError(
+                "`proto` must be the bytes of a trained SentencePiece model; "
+                f"received {type(proto).__name__}. Use "
+                "`SubwordTokenizer.train(texts)` or `SubwordTokenizer.load(dir)`."
+            )
+        self.proto = bytes(proto)
+        self.lowercase = bool(lowercase)
+        self.strip_accents = bool(strip_accents)
+        self._pieces = _check_reserved(self.proto, "proto")
+        self._tokenizer = None
+
+    # -- training -----------------------------------------------------------
+
+    @classmethod
+    def train(
+        cls,
+        texts,
+        vocabulary_size=8000,
+        model_type="bpe",
+        lowercase=False,
+        strip_accents=False,
+        character_coverage=1.0,
+        max_sentences=1_000_000,
+    ):
+        """Learns a subword vocabulary from a corpus.
+
+        Args:
+            texts: a list of strings (or of lists of strings, e.g.
+                `[german, english]` for one vocabulary shared by both).
+            vocabulary_size: int, pieces in the vocabulary, reserved ids
+                included. A small corpus may get fewer.
+            model_type: `"bpe"` (as the paper) or `"unigram"`.
+            lowercase, strip_accents: see the class.
+            character_coverage: float, share of characters kept as pieces.
+            max_sentences: int, sentences sampled for training at most.
+        """
+        # keras-hub's `compute_sentence_piece_proto` wraps the same trainer
+        # but cannot set the pad/unk/start/end ids this library reserves, so
+        # the trainer is called directly.
+        import sentencepiece
+
+        if vocabulary_size < len(RESERVED_PIECES) + 1:
+            raise ValueError(
+                f"`vocabulary_size` must be at least 5; received {vocabulary_size}."
+            )
+        if model_type not in ("bpe", "unigram"):
+            raise ValueError(
+                f"`model_type` must be 'bpe' or 'unigram'; received {model_type!r}."
+            )
+        sentences = _flatten_corpus(texts)
+        sentences = _as_strings(
+            normalize_texts(sentences, lowercase, strip_accents)
+        )
+        sentences = [s for s in sentences if s.strip()]
+        if not sentences:
+            raise ValueError(
+                "`texts` holds no text to learn a vocabulary from (it is empty "
+                "or only whitespace). Pass the training sentences."
+            )
+        model = io.BytesIO()
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences),
+            model_writer=model,
+            vocab_size=int(vocabulary_size),
+            model_type=model_type,
+            character_coverage=character_coverage,
+            pad_id=PAD_ID,
+            unk_id=UNK_ID,
+            bos_id=START_ID,
+            eos_id=END_ID,
+            pad_piece=RESERVED_PIECES[0],
+            unk_piece=RESERVED_PIECES[1],
+            bos_piece=RESERVED_PIECES[2],
+            eos_piece=RESERVED_PIECES[3],
+            # A small corpus may not fill the requested size: take fewer.
+            hard_vocab_limit=False,
+            input_sentence_size=int(max_sentences),
+            shuffle_input_sentence=True,
+            num_threads=max(1, min(os.cpu_count() or 1, 8)),
+            minloglevel=2,
+        )
+        return cls(model.getvalue(), lowercase, strip_accents)
+
+    # -- text <-> ids -------------------------------------------------------
+
+    @property
+    def vocabulary_size(self):
+        return len(self._pieces)
+
+    @property
+    def pad_id(self):
+        return PAD_ID
+
+    @property
+    def start_id(self):
+        return START_ID
+
+    @property
+    def end_id(self):
+        return END_ID
+
+    def id_to_token(self, token_id):
+        return self._pieces[int(token_id)]
+
+    def token_to_id(self, token):
+        try:
+            return self._pieces.index(token)
+        except ValueError:
+            return UNK_ID
+
+    def get_vocabulary(self):
+        return list(self._pieces)
+
+    def normalize(self, texts):
+        """Lowercasing and accent stripping as configured (TF string ops)."""
+        return normalize_texts(texts, self.lowercase, self.strip_accents)
+
+    def tokenize(self, texts):
+        """Strings -> subword ids (a ragged int32 tensor; a scalar string
+        gives a 1-D tensor). No start or end token is added."""
+        return self._tf_tokenizer().tokenize(self.normalize(texts))
+
+    __call__ = tokenize
+
+    def detokenize(self, ids):
+        """Ids (dense 0-padded, or ragged) -> strings. Padding, start and
+        end are dropped, and so is everything after the first end token."""
+        tf = _tf()
+        if not isinstance(ids, tf.RaggedTensor):
+            ids = tf.convert_to_tensor(ids)
+            if not ids.dtype.is_integer:
+                raise TypeError(
+                    f"`ids` must be integer token ids; received dtype {ids.dtype}."
+                )
+            if ids.shape.rank == 1:
+                return self.detokenize(ids[tf.newaxis])[0]
+            ids = tf.RaggedTensor.from_tensor(ids)
+        ids = tf.cast(ids, "int32")
+        # Keep the tokens before the first end token, then drop specials.
+        before_end = tf.math.cumsum(tf.cast(ids == END_ID, "int32"), axis=-1) == 0
+        ids = tf.ragged.boolean_mask(ids, before_end & (ids > END_ID))
+        ids = tf.clip_by_value(ids, 0, self.vocabulary_size - 1)
+        return self._tf_tokenizer().detokenize(ids)
+
+    def detokenize_to_strings(self, ids):
+        """`detokenize`, as a list of Python strings."""
+        return _as_strings(self.detokenize(ids))
+
+    def _tf_tokenizer(self):
+        tf = _tf()
+        if tf.executing_eagerly():
+            # tensorflow-text's SentencePiece resource is owned by the op
+            # kernel that made it, and TensorFlow drops its kernel cache
+            # whenever a global seed is set (`keras.utils.set_random_seed`),
+            # which leaves a cached tokenizer pointing at nothing. Eagerly,
+            # a fresh one per call is cheap and always valid.
+            return _tf_text().SentencepieceTokenizer(model=self.proto, out_type="int32")
+        if self._tokenizer is None:
+            # Created outside the graph being traced (a first call inside
+            # `Dataset.map` or `tf.function` must not own the resource).
+            with tf.init_scope():
+                self._tokenizer = _tf_text().SentencepieceTokenizer(
+                    model=self.proto, out_type="int32"
+                )
+        return self._tokenizer
+
+    # -- saving -------------------------------------------------------------
+
+    def get_config(self):
+        return {
+            "kind": "sentencepiece",
+            "model_file": MODEL_FILE,
+            "vocabulary_size": self.vocabulary_size,
+            "lowercase": self.lowercase,
+            "strip_accents": self.strip_accents,
+        }
+
+    def save(self, directory):
+        """Writes `sentencepiece.model` and `tokenizer.json` into
+        `directory`, each atomically."""
+        os.makedirs(directory, exist_ok=True)
+        write_bytes_atomically(os.path.join(directory, MODEL_FILE), self.proto)
+        write_json_atomically(
+            os.path.join(directory, CONFIG_FILE), self.get_config()
+        )
+
+    @classmethod
+    def load(cls, directory):
+        """Loads what `save` wrote, checking the files on the way."""
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(
+                f"Tokenizer folder {directory!r} does not exist. Pass the folder "
+                "that `SubwordTokenizer.save` (or `stageshow train`) wrote."
+            )
+        config = read_json(
+            os.path.join(directory, CONFIG_FILE), "Tokenizer config"
+        )
+        model_path = os.path.join(directory, config.get("model_file", MODEL_FILE))
+        if not os.path.isfile(model_path):
+            raise FileNotFoundError(
+                f"Tokenizer model {model_path!r} is missing; the tokenizer "
+                "folder is incomplete. Save the tokenizer again."
+            )
+        with open(model_path, "rb") as f:
+            proto = f.read()
+        if not proto:
+            raise ValueError(
+                f"Tokenizer model {model_path!r} is empty. Save the tokenizer "
+                "again or train a new one."
+            )
+        _check_reserved(proto, model_path)
+        return cls(
+            proto,
+            lowercase=config.get("lowercase", False),
+            strip_accents=config.get("strip_accents", False),
+        )
+
+
+def _check_reserved(proto, where):
+    """The pieces of a SentencePiece model, after checking its reserved ids."""
+    import sentencepiece
+
+    processor = sentencepiece.SentencePieceProcessor()
+    try:
+        processor.LoadFromSerializedProto(proto)
+    except Exception as error:  # sentencepiece raises RuntimeError/OSError
+        raise ValueError(
+            f"{where}: not a valid SentencePiece model ({error}). Train one "
+            "with `SubwordTokenizer.train`."
+        ) from None
+    pieces = [processor.IdToPiece(i) for i in range(processor.GetPieceSize())]
+    if tuple(pieces[:4]) != RESERVED_PIECES:
+        raise ValueError(
+            f"{where}: the SentencePiece model lacks the reserved tokens "
+            f"{list(RESERVED_PIECES)} at ids 0-3 (it has {pieces[:4]}). Train it "
+            "with `SubwordTokenizer.train`, or with pad_id=0, unk_id=1, "
+            "bos_id=2, eos_id=3."
+        )
+    return pieces
+
+
+def normalize_texts(texts, lowercase, strip_accents):
+    tf = _tf()
+    texts = _check_texts(texts)
+    if strip_accents:
+        texts = _tf_text().normalize_utf8(texts, "NFD")
+        texts = tf.strings.regex_replace(texts, r"\p{Mn}", "")
+    if lowercase:
+        texts = _tf_text().case_fold_utf8(texts)
+    return texts
+
+
+def _check_texts(texts):
+    tf = _tf()
+    if isinstance(texts, str):
+        return tf.constant(texts)
+    if isinstance(texts, (list, tuple, np.ndarray)):
+        bad = [t for t in texts if not isinstance(t, (str, bytes, np.str_))]
+        if bad:
+            raise TypeError(
+                "`texts` must be strings; received an element of type "
+                f"{type(bad[0]).__name__}."
+            )
+        return tf.constant(list(texts), dtype="string")
+    texts = tf.convert_to_tensor(texts)
+    if texts.dtype != tf.string:
+        raise TypeError(
+            f"`texts` must be strings; received a tensor of dtype {texts.dtype}."
+        )
+    return texts
+
+
+def _flatten_corpus(texts):
+    if isinstance(texts, str):
+        raise TypeError(
+            "`texts` must be a list of sentences, not one string. Wrap it in "
+            "a list."
+        )
+    texts = list(texts)
+    if texts and isinstance(texts[0], (list, tuple)):
+        return [s for part in texts for s in part]
+    return texts
+
+
+def _as_strings(tensor):
+    values = tensor.numpy()
+    if isinstance(values, bytes):
+        return values.decode("utf-8")
+    return [v.decode("utf-8") for v in values.tolist()]

@@ -1,0 +1,274 @@
+"""A training run: a folder (RUN_DIR) that holds everything one training makes.
+
+    RUN_DIR/
+      run.json              settings, data description, progress (epochs,
+                            seconds, best validation loss), status
+      source_tokenizer/     SentencePiece model + tokenizer.json
+      target_tokenizer/     (a copy of the source one when shared)
+      model.keras           the best model so far on validation loss
+      history.csv           one row per epoch (Keras CSVLogger)
+      logs/                 TensorBoard
+      backup/               Keras BackupAndRestore state while training
+
+Running the same command again on the same RUN_DIR resumes: the tokenizers
+and settings are read back, BackupAndRestore restores the weights, the
+optimizer and the epoch, and training goes on. Every file this module
+writes itself goes through a temporary name and a rename.
+"""
+
+import os
+import time
+
+import keras
+
+from keras_stageshow.files import read_json
+from keras_stageshow.files import save_model_atomically
+from keras_stageshow.files import write_json_atomically
+
+RUN_FILE = "run.json"
+MODEL_FILE = "model.keras"
+
+MODEL_SETTINGS = {
+    "num_layers": 3,
+    "d_model": 256,
+    "num_heads": 8,
+    "d_ff": 512,
+    "dropout_rate": 0.1,
+    "max_length": 128,
+}
+TOKENIZER_SETTINGS = {
+    "vocabulary_size": 8000,
+    "shared_vocabulary": True,
+    "lowercase": False,
+    "strip_accents": False,
+}
+TRAINING_SETTINGS = {
+    "epochs": 20,
+    "tokens_per_batch": 4096,
+    "warmup_steps": 400,
+    "learning_rate_scale": 0.35,
+    "label_smoothing": 0.1,
+    "jit_compile": False,
+    "seed": 0,
+    "time_limit_minutes": None,
+}
+DEFAULT_SETTINGS = {**MODEL_SETTINGS, **TOKENIZER_SETTINGS, **TRAINING_SETTINGS}
+# Settings that may change when a run is resumed (the rest must match).
+RESUMABLE_SETTINGS = ("epochs", "time_limit_minutes", "jit_compile")
+
+
+def is_run_dir(path):
+    return os.path.isfile(os.path.join(path, RUN_FILE))
+
+
+def read_run(path):
+    """The `run.json` of a RUN_DIR, with a clear error if it is not one."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"RUN_DIR {str(path)!r} does not exist. Pass the folder that "
+            "`stageshow train --out RUN_DIR` wrote."
+        )
+    if not is_run_dir(path):
+        raise FileNotFoundError(
+            f"{str(path)!r} is not a training run: it has no {RUN_FILE}. Pass "
+            "the folder that `stageshow train --out RUN_DIR` wrote."
+        )
+    return read_json(os.path.join(path, RUN_FILE), "Run file")
+
+
+def train_translation_run(
+    out,
+    train_pairs,
+    val_pairs,
+    data_description="",
+    verbose=1,
+    callbacks=(),
+    **settings,
+):
+    """Trains (or resumes) a translation run in the folder `out`.
+
+    Args:
+        out: the RUN_DIR.
+        train_pairs, val_pairs: `(source_texts, target_texts)` tuples.
+        data_description: str recorded in `run.json`.
+        verbose: Keras verbosity for `fit` (1 shows progress bars).
+        callbacks: extra Keras callbacks.
+        **settings: any of `DEFAULT_SETTINGS` (model size, tokenizer,
+            training recipe).
+
+    Returns the run's `run.json` content after training.
+    """
+    from keras_stageshow.datasets.pipeline import make_translation_dataset
+    from keras_stageshow.models.transformer import Transformer
+    from keras_stageshow.tokenizers import SubwordTokenizer
+
+    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+    if unknown:
+        raise TypeError(
+            f"Unknown training settings {unknown}; known: {sorted(DEFAULT_SETTINGS)}."
+        )
+    os.makedirs(out, exist_ok=True)
+    run_path = os.path.join(out, RUN_FILE)
+    source_dir = os.path.join(out, "source_tokenizer")
+    target_dir = os.path.join(out, "target_tokenizer")
+    if is_run_dir(out):
+        run = read_run(out)
+        _check_resumable(run["settings"], {**run["settings"], **settings}, out)
+        run["settings"].update(
+            {k: v for k, v in settings.items() if k in RESUMABLE_SETTINGS}
+        )
+        config = run["settings"]
+        source_tokenizer = SubwordTokenizer.load(source_dir)
+        target_tokenizer = SubwordTokenizer.load(target_dir)
+        if verbose:
+            print(f"Resuming the run in {out} from epoch {run['epochs_done']}.")
+    else:
+        config = {**DEFAULT_SETTINGS, **settings}
+        source_tokenizer, target_tokenizer = _train_tokenizers(
+            train_pairs, config
+        )
+        source_tokenizer.save(source_dir)
+        target_tokenizer.save(target_dir)
+        run = {
+            "status": "training",
+            "settings": config,
+            "data": data_description,
+            "epochs_done": 0,
+            "train_seconds": 0.0,
+            "best_val_loss": None,
+            "best_epoch": None,
+        }
+        write_json_atomically(run_path, run)
+
+    shared = config["shared_vocabulary"]
+    keras.utils.set_random_seed(config["seed"])
+    common = dict(
+        source_tokenizer=source_tokenizer,
+        target_tokenizer=target_tokenizer,
+        max_length=config["max_length"],
+        tokens_per_batch=config["tokens_per_batch"],
+        return_stats=True,
+    )
+    train_data, train_stats = make_translation_dataset(
+        *train_pairs, seed=config["seed"], **common
+    )
+    val_data, val_stats = make_translation_dataset(
+        *val_pairs, shuffle=False, **common
+    )
+    run["train_data"], run["val_data"] = train_stats, val_stats
+
+    model = Transformer(
+        source_tokenizer.vocabulary_size,
+        target_tokenizer.vocabulary_size,
+        share_embeddings=shared,
+        **{k: config[k] for k in MODEL_SETTINGS},
+    )
+    model.compile(
+        warmup_steps=config["warmup_steps"],
+        learning_rate_scale=config["learning_rate_scale"],
+        label_smoothing=config["label_smoothing"],
+        jit_compile=config["jit_compile"],
+    )
+    (first_source, first_target_in), _ = next(iter(val_data))
+    model((first_source[:1], first_target_in[:1]))  # build before restoring
+    run["parameters"] = int(model.count_params())
+
+    if run["status"] != "complete" and run["epochs_done"] < config["epochs"]:
+        run["status"] = "training"
+        write_json_atomically(run_path, run)
+        all_callbacks = [
+            keras.callbacks.BackupAndRestore(
+                os.path.join(out, "backup"), double_checkpoint=True
+            ),
+            RunProgress(out, run),
+            keras.callbacks.CSVLogger(
+                os.path.join(out, "history.csv"), append=True
+            ),
+            keras.callbacks.TensorBoard(os.path.join(out, "logs")),
+            *callbacks,
+        ]
+        model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=config["epochs"],
+            callbacks=all_callbacks,
+            shuffle=False,  # the dataset shuffles its batches every epoch
+            verbose=verbose,
+        )
+    run = read_run(out)
+    run["status"] = "complete"
+    run["train_data"], run["val_data"] = train_stats, val_stats
+    run["parameters"] = int(model.count_params())
+    write_json_atomically(run_path, run)
+    return run
+
+
+class RunProgress(keras.callbacks.Callback):
+    """Keeps `run.json` up to date, saves the best model on validation loss
+    (atomically), and stops before `time_limit_minutes` would be passed.
+
+    The best validation loss lives in `run.json`, so a resumed run keeps
+    comparing against the best of the whole run, not of its last part."""
+
+    def __init__(self, out, run):
+        super().__init__()
+        self.out = out
+        self.run = run
+
+    def on_train_begin(self, logs=None):
+        self._epoch_start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        run = self.run
+        seconds = time.monotonic() - self._epoch_start
+        run["train_seconds"] = round(run["train_seconds"] + seconds, 1)
+        run["epochs_done"] = epoch + 1
+        val_loss = logs.get("val_loss")
+        if val_loss is not None and (
+            run["best_val_loss"] is None or val_loss < run["best_val_loss"]
+        ):
+            save_model_atomically(self.model, os.path.join(self.out, MODEL_FILE))
+            run["best_val_loss"] = float(val_loss)
+            run["best_epoch"] = epoch + 1
+        limit = run["settings"].get("time_limit_minutes")
+        if limit and run["train_seconds"] + seconds > 60 * limit:
+            # The next epoch would end past the limit.
+            self.model.stop_training = True
+            run["stopped_by_time_limit"] = True
+        write_json_atomically(os.path.join(self.out, RUN_FILE), run)
+
+
+def _train_tokenizers(train_pairs, config):
+    from keras_stageshow.tokenizers import SubwordTokenizer
+
+    options = dict(
+        vocabulary_size=config["vocabulary_size"],
+        lowercase=config["lowercase"],
+        strip_accents=config["strip_accents"],
+    )
+    source_texts, target_texts = train_pairs
+    if config["shared_vocabulary"]:
+        shared = SubwordTokenizer.train([source_texts, target_texts], **options)
+        return shared, shared
+    return (
+        SubwordTokenizer.train(source_texts, **options),
+        SubwordTokenizer.train(target_texts, **options),
+    )
+
+
+def _check_resumable(saved, requested, out):
+    changed = {
+        k: (saved.get(k), v)
+        for k, v in requested.items()
+        if k not in RESUMABLE_SETTINGS and saved.get(k) != v
+    }
+    if changed:
+        details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise ValueError(
+            f"{out} holds a run with other settings ({details}). Resume it with "
+            "the same settings, or pass a new --out folder."
+        )

@@ -1,0 +1,139 @@
+"""Multi30k and user-file loaders, and the length-batched tf.data pipeline."""
+
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+
+from keras_stageshow import SubwordTokenizer
+from keras_stageshow.datasets import load_multi30k
+from keras_stageshow.datasets import load_parallel_files
+from keras_stageshow.datasets import load_tsv
+from keras_stageshow.datasets import make_translation_dataset
+from keras_stageshow.datasets.synthetic import stage_language_pairs
+
+
+def test_multi30k_reads_a_local_folder(data_dir):
+    de, en = load_multi30k("val", data_dir=data_dir)
+    assert len(de) == len(en) == 1014
+    assert all(isinstance(s, str) and s for s in de[:10])
+    test_de, _ = load_multi30k("test_2016_flickr", data_dir=data_dir)
+    assert len(test_de) == 1000
+
+
+def test_multi30k_downloads_once_into_its_cache(data_dir, tmp_path):
+    # A file:// origin stands in for the public repository (no network).
+    origin = f"file://{data_dir}"
+    cache = tmp_path / "cache"
+    de, en = load_multi30k("val", origin=origin, cache_dir=str(cache))
+    assert len(de) == 1014
+    cached = cache / "datasets" / "multi30k" / "val.de.gz"
+    assert cached.is_file()
+    # The second call reads the cache, even with the origin gone.
+    de2, _ = load_multi30k("val", origin="file:///nowhere", cache_dir=str(cache))
+    assert de2 == de
+
+
+def test_multi30k_errors_name_the_argument(tmp_path):
+    with pytest.raises(ValueError, match="split"):
+        load_multi30k("dev", data_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="data_dir"):
+        load_multi30k("val", data_dir=str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="val.de.gz"):
+        load_multi30k("val", data_dir=str(tmp_path))
+    with pytest.raises(OSError, match="data_dir"):
+        load_multi30k("val", origin="file:///nowhere", cache_dir=str(tmp_path))
+
+
+def test_parallel_files_plain_and_gzipped(tmp_path):
+    (tmp_path / "a.de").write_text("eins\nzwei\n\ndrei\n", encoding="utf-8")
+    with gzip.open(tmp_path / "a.en.gz", "wt", encoding="utf-8") as f:
+        f.write("one\ntwo\n\nthree\n")
+    source, target = load_parallel_files(tmp_path / "a.de", tmp_path / "a.en.gz")
+    assert source == ["eins", "zwei", "drei"] and target == ["one", "two", "three"]
+    (tmp_path / "b.en").write_text("one\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="aligned"):
+        load_parallel_files(tmp_path / "a.de", tmp_path / "b.en")
+    with pytest.raises(FileNotFoundError, match="target_path"):
+        load_parallel_files(tmp_path / "a.de", tmp_path / "missing.en")
+
+
+def test_tsv_loader(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("Hallo\tHello\tCC-BY\nTschüss\tBye\n\n", encoding="utf-8")
+    assert load_tsv(path) == (["Hallo", "Tschüss"], ["Hello", "Bye"])
+    path.write_text("no tab here\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="tab"):
+        load_tsv(path)
+    path.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no sentence pairs"):
+        load_tsv(path)
+
+
+@pytest.fixture(scope="module")
+def pairs_and_tokenizer():
+    source, target = stage_language_pairs(600, seed=3)
+    tok = SubwordTokenizer.train([source, target], vocabulary_size=120)
+    return source, target, tok
+
+
+def test_pipeline_batches_by_length_with_little_padding(pairs_and_tokenizer):
+    source, target, tok = pairs_and_tokenizer
+    ds, stats = make_translation_dataset(
+        source, target, tok, tok, max_length=32, tokens_per_batch=256,
+        return_stats=True,
+    )
+    assert stats["sentences"] == 600 and ds.cardinality() == stats["batches"]
+    assert stats["source_padding"] < 0.1 and stats["target_padding"] < 0.15
+    seen_source, seen = 0, 0
+    for (src, tgt_in), tgt_out in ds:
+        src, tgt_in, tgt_out = src.numpy(), tgt_in.numpy(), tgt_out.numpy()
+        assert src.size <= 256 and tgt_in.size <= 256
+        # Teacher forcing: target_in is target_out shifted right by start.
+        assert np.all(tgt_in[:, 0] == tok.start_id)
+        np.testing.assert_array_equal(tgt_in[:, 1:], tgt_out[:, :-1] * (tgt_in[:, 1:] != 0))
+        # Each row ends with the end token on both sides.
+        for row in src:
+            assert row[row != 0][-1] == tok.end_id
+        for row in tgt_out:
+            assert row[row != 0][-1] == tok.end_id
+        seen += len(src)
+        seen_source += int((src != 0).sum())
+    assert seen == 600 and seen_source == stats["source_tokens"]
+
+
+def test_pipeline_order_changes_every_epoch_but_is_seeded(pairs_and_tokenizer):
+    source, target, tok = pairs_and_tokenizer
+
+    def first_rows(ds):
+        return [int(src[0, 0]) * 1000 + src.shape[0] for (src, _), _ in ds]
+
+    ds = make_translation_dataset(source, target, tok, tok, 32, 256, seed=4)
+    epoch1, epoch2 = first_rows(ds), first_rows(ds)
+    assert epoch1 != epoch2 and sorted(epoch1) == sorted(epoch2)
+    again = make_translation_dataset(source, target, tok, tok, 32, 256, seed=4)
+    assert first_rows(again) == epoch1
+
+
+def test_pipeline_cuts_long_sentences_to_max_length(pairs_and_tokenizer):
+    source, target, tok = pairs_and_tokenizer
+    long_source = [" ".join([s] * 6) for s in source[:20]]
+    ds = make_translation_dataset(long_source, target[:20], tok, tok, 16, 64)
+    for (src, tgt_in), tgt_out in ds:
+        assert src.shape[1] <= 16 and tgt_in.shape[1] <= 16
+    with pytest.raises(ValueError, match="tokens_per_batch"):
+        make_translation_dataset(source, target, tok, tok, 32, 16)
+    with pytest.raises(ValueError, match="aligned"):
+        make_translation_dataset(source, target[:5], tok, tok, 32, 256)
+
+
+def test_loader_copies_are_not_needed_for_a_gz_free_folder(data_dir, tmp_path):
+    # Uncompressed files in a folder work too.
+    for lang in ("de", "en"):
+        with gzip.open(f"{data_dir}/val.{lang}.gz", "rb") as f, open(
+            tmp_path / f"val.{lang}", "wb"
+        ) as g:
+            shutil.copyfileobj(f, g)
+    de, en = load_multi30k("val", data_dir=str(tmp_path))
+    assert len(de) == len(en) == 1014

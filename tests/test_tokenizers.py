@@ -1,0 +1,118 @@
+"""The script: SentencePiece subword tokenizers with the reserved ids."""
+
+import io
+import unicodedata
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_stageshow import SubwordTokenizer
+from keras_stageshow.datasets import load_multi30k
+
+CORPUS = [
+    "Ein Mädchen läuft über die Wiese.",
+    "Zwei Hunde spielen im Schnee.",
+    "A girl runs across the meadow.",
+    "Two dogs play in the snow.",
+    "Ein Mann fährt Fahrrad, und eine Frau schaut zu!",
+] * 20
+
+
+@pytest.fixture(scope="module")
+def multi30k_tokenizer(data_dir):
+    de, en = load_multi30k("val", data_dir=data_dir)
+    return SubwordTokenizer.train([de, en], vocabulary_size=1000), de, en
+
+
+def test_reserved_ids_are_pad_unk_start_end():
+    tok = SubwordTokenizer.train(CORPUS, vocabulary_size=80)
+    assert tok.get_vocabulary()[:4] == ["<pad>", "<unk>", "<s>", "</s>"]
+    assert (tok.pad_id, tok.start_id, tok.end_id) == (0, 2, 3)
+    ids = tok.tokenize(CORPUS[:5]).flat_values.numpy()
+    assert ids.min() > 3  # no reserved id for ordinary text
+
+
+def test_detokenize_gives_back_the_text_up_to_nfkc_and_spacing(multi30k_tokenizer):
+    tok, de, en = multi30k_tokenizer
+    for texts in (de, en):
+        # SentencePiece applies NFKC (a no-break space becomes a space) and
+        # collapses runs of whitespace; everything else comes back.
+        expected = [" ".join(unicodedata.normalize("NFKC", t).split()) for t in texts]
+        assert tok.detokenize_to_strings(tok.tokenize(texts)) == expected
+
+
+def test_detokenize_drops_specials_and_stops_at_end():
+    tok = SubwordTokenizer.train(CORPUS, vocabulary_size=80)
+    ids = tok.tokenize("Two dogs play").numpy().tolist()
+    dense = np.array([[2] + ids + [3] + ids + [0, 0]])
+    assert tok.detokenize_to_strings(dense) == ["Two dogs play"]
+
+
+def test_lowercase_and_strip_accents_options():
+    tok = SubwordTokenizer.train(
+        CORPUS, vocabulary_size=80, lowercase=True, strip_accents=True
+    )
+    text = tok.detokenize_to_strings(tok.tokenize(["Ein MÄDCHEN läuft"]))
+    assert text == ["ein madchen lauft"]
+
+
+def test_save_and_load_give_the_same_ids(tmp_path):
+    tok = SubwordTokenizer.train(CORPUS, vocabulary_size=80, lowercase=True)
+    tok.save(tmp_path / "tok")
+    loaded = SubwordTokenizer.load(tmp_path / "tok")
+    assert loaded.lowercase and loaded.vocabulary_size == tok.vocabulary_size
+    np.testing.assert_array_equal(
+        loaded.tokenize(CORPUS).to_tensor().numpy(),
+        tok.tokenize(CORPUS).to_tensor().numpy(),
+    )
+    # Only the two files; no temporary file is left behind.
+    assert sorted(p.name for p in (tmp_path / "tok").iterdir()) == [
+        "sentencepiece.model", "tokenizer.json",
+    ]
+
+
+def test_tokenizer_runs_inside_tf_data():
+    tok = SubwordTokenizer.train(CORPUS, vocabulary_size=80)
+    ds = tf.data.Dataset.from_tensor_slices(CORPUS[:4]).map(tok.tokenize)
+    for text, ids in zip(CORPUS[:4], ds):
+        assert tok.detokenize_to_strings(ids[tf.newaxis]) == [text]
+
+
+def test_load_reports_missing_empty_and_foreign_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        SubwordTokenizer.load(tmp_path / "nowhere")
+    tok = SubwordTokenizer.train(CORPUS, vocabulary_size=80)
+    tok.save(tmp_path / "tok")
+    (tmp_path / "tok" / "sentencepiece.model").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty"):
+        SubwordTokenizer.load(tmp_path / "tok")
+    (tmp_path / "tok" / "sentencepiece.model").unlink()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        SubwordTokenizer.load(tmp_path / "tok")
+    (tmp_path / "tok" / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        SubwordTokenizer.load(tmp_path / "tok")
+
+
+def test_a_model_without_the_reserved_tokens_is_rejected():
+    import sentencepiece
+
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS), model_writer=model, vocab_size=40,
+        minloglevel=2,
+    )  # sentencepiece's own layout: unk 0, bos 1, eos 2, no padding
+    with pytest.raises(ValueError, match="reserved tokens"):
+        SubwordTokenizer(model.getvalue())
+    with pytest.raises(ValueError, match="SentencePiece"):
+        SubwordTokenizer(b"not a model")
+
+
+def test_train_rejects_bad_corpora():
+    with pytest.raises(ValueError, match="no text"):
+        SubwordTokenizer.train(["", "  "], vocabulary_size=50)
+    with pytest.raises(TypeError, match="list of sentences"):
+        SubwordTokenizer.train("one string", vocabulary_size=50)
+    with pytest.raises(TypeError, match="texts"):
+        SubwordTokenizer.train(CORPUS, vocabulary_size=80).tokenize([1, 2])
