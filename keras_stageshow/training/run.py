@@ -173,28 +173,38 @@ def train_translation_run(
     model((first_source[:1], first_target_in[:1]))  # build before restoring
     run["parameters"] = int(model.count_params())
 
+    backup_dir = os.path.join(out, "backup")
     if run["status"] != "complete" and run["epochs_done"] < config["epochs"]:
+        if run["epochs_done"] and not os.path.isdir(backup_dir):
+            raise ValueError(
+                f"{out} has {run['epochs_done']} finished epochs but no backup/ "
+                "folder to resume them from, so resuming would silently start "
+                "over. Train into a new --out folder (the best model so far is "
+                f"{os.path.join(out, MODEL_FILE)})."
+            )
         run["status"] = "training"
         write_json_atomically(run_path, run)
         all_callbacks = [
-            keras.callbacks.BackupAndRestore(
-                os.path.join(out, "backup"), double_checkpoint=True
-            ),
+            # Before BackupAndRestore: at the end it marks the run complete
+            # before the backup is deleted, so no moment exists where the
+            # run is unfinished and has no backup.
             RunProgress(out, run),
+            keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True),
             keras.callbacks.CSVLogger(
                 os.path.join(out, "history.csv"), append=True
             ),
             keras.callbacks.TensorBoard(os.path.join(out, "logs")),
             *callbacks,
         ]
-        model.fit(
-            train_data,
-            validation_data=val_data,
-            epochs=config["epochs"],
-            callbacks=all_callbacks,
-            shuffle=False,  # the dataset shuffles its batches every epoch
-            verbose=verbose,
-        )
+        with _RunLock(out):
+            model.fit(
+                train_data,
+                validation_data=val_data,
+                epochs=config["epochs"],
+                callbacks=all_callbacks,
+                shuffle=False,  # the dataset shuffles its batches every epoch
+                verbose=verbose,
+            )
     run = read_run(out)
     run["status"] = "complete"
     run["train_data"], run["val_data"] = train_stats, val_stats
@@ -240,6 +250,59 @@ class RunProgress(keras.callbacks.Callback):
             self.model.stop_training = True
             run["stopped_by_time_limit"] = True
         write_json_atomically(os.path.join(self.out, RUN_FILE), run)
+
+    def on_train_end(self, logs=None):
+        self.run["status"] = "complete"
+        write_json_atomically(os.path.join(self.out, RUN_FILE), self.run)
+
+
+class _RunLock:
+    """Only one process trains a RUN_DIR at a time (`RUN_DIR/lock` holds its
+    pid; a lock left by a killed process is taken over)."""
+
+    def __init__(self, out):
+        self.path = os.path.join(out, "lock")
+
+    def __enter__(self):
+        for _ in range(2):
+            try:
+                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pid = _read_pid(self.path)
+                if pid and _alive(pid):
+                    raise RuntimeError(
+                        f"Another process (pid {pid}) is training "
+                        f"{os.path.dirname(self.path)}. Wait for it, or stop it "
+                        "and run this command again to resume."
+                    ) from None
+                os.remove(self.path)  # left by a killed process
+                continue
+            with os.fdopen(handle, "w") as f:
+                f.write(str(os.getpid()))
+            return self
+        raise RuntimeError(f"Could not take the lock {self.path}.")
+
+    def __exit__(self, *exc):
+        if os.path.exists(self.path):
+            os.remove(self.path)
+
+
+def _read_pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
 
 
 def _train_tokenizers(train_pairs, config):
