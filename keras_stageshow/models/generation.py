@@ -15,6 +15,8 @@ the strategies are written here, on one shared step.
 
 from keras import ops
 
+from keras_stageshow.layers.utils import padding_mask_from_ids
+
 NEG_INF = -1e9
 
 
@@ -51,7 +53,7 @@ def _decoder_step(model, rumour, enc_output, source_mask, caches, index):
 def _perform(model, source_ids, rows, steps, repeat=1):
     """The show, performed once, and the caches for `steps` votes."""
     # (batch, source_len)
-    source_mask = ops.not_equal(source_ids, 0)
+    source_mask = padding_mask_from_ids(source_ids)
     # (batch, source_len, d_model)
     enc_output = model.stage_show(source_ids, training=False)
     if repeat > 1:

@@ -208,10 +208,11 @@ def train_translation_run(
                 verbose=verbose,
             )
     run = read_run(out)
-    run["status"] = "complete"
-    run["train_data"], run["val_data"] = train_stats, val_stats
-    run["parameters"] = int(model.count_params())
-    write_json_atomically(run_path, run)
+    if run["status"] != "complete":
+        # All epochs were already done (a kill came after the last one but
+        # before the run was marked complete): nothing was left to train.
+        run["status"] = "complete"
+        write_json_atomically(run_path, run)
     return run
 
 
