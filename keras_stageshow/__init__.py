@@ -25,3 +25,12 @@ from keras_stageshow.training import MaskedSparseCategoricalCrossentropy
 from keras_stageshow.training import TransformerSchedule
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # `export_for_serving` needs TensorFlow; it is imported when first used.
+    if name == "export_for_serving":
+        from keras_stageshow.serving import export_for_serving
+
+        return export_for_serving
+    raise AttributeError(f"module 'keras_stageshow' has no attribute {name!r}")

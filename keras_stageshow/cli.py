@@ -4,6 +4,7 @@
     stageshow train --out RUN_DIR       Multi30k or your files; resumable
     stageshow translate --model RUN_DIR [TEXT ...]
     stageshow evaluate --model RUN_DIR  BLEU (sacreBLEU and lowercased)
+    stageshow export --model RUN_DIR --out DIR   a SavedModel for TF Serving
 """
 
 import argparse
@@ -34,6 +35,7 @@ def main(argv=None):
     )
     _add_train_parser(commands)
     _add_translate_parsers(commands)
+    _add_export_parser(commands)
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -53,6 +55,8 @@ def _run(args):
         return run_translate(args)
     if args.command == "evaluate":
         return run_evaluate(args)
+    if args.command == "export":
+        return run_export(args)
     return 2
 
 
@@ -148,6 +152,65 @@ def run_evaluate(args):
         data=data, strategy=args.strategy, translate_seconds=round(seconds, 1)
     )
     print(json.dumps(scores))
+    return 0
+
+
+def _add_export_parser(commands):
+    export = commands.add_parser(
+        "export",
+        help="write a RUN_DIR as a SavedModel that TF Serving serves: strings "
+        "in, translations out (DIR/<version>/)",
+    )
+    export.add_argument("--model", required=True, help="a RUN_DIR")
+    export.add_argument(
+        "--out", required=True, help="the model base path (one folder per version)"
+    )
+    export.add_argument(
+        "--version", type=int, help="version folder (default: the next free one)"
+    )
+    export.add_argument(
+        "--num-beams", type=int, default=4, help="beams of the beam_search signature"
+    )
+    export.add_argument(
+        "--length-penalty", type=float, default=0.6,
+        help="alpha of the beam_search signature",
+    )
+    export.add_argument(
+        "--max-new-tokens", type=int,
+        help="longest translation in tokens (default: source length + 50, "
+        "capped at the model's max_length)",
+    )
+    export.add_argument(
+        "--batch-size", type=int, default=32,
+        help="sentences decoded together inside the graph",
+    )
+
+
+def run_export(args):
+    from keras_stageshow.serving import export_for_serving
+
+    path = export_for_serving(
+        args.model,
+        args.out,
+        version=args.version,
+        num_beams=args.num_beams,
+        length_penalty=args.length_penalty,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+    )
+    print(
+        json.dumps(
+            {
+                "saved_model": path,
+                "signatures": {
+                    "serving_default": "text -> translation, score (greedy)",
+                    "beam_search": f"text -> translation, score (beam "
+                    f"{args.num_beams}, alpha {args.length_penalty})",
+                    "serve": "source_ids, target_ids -> logits",
+                },
+            }
+        )
+    )
     return 0
 
 

@@ -5,6 +5,7 @@ from keras_stageshow.layers.utils import causal_attention_mask
 from keras_stageshow.layers.utils import detached_keras_masks
 from keras_stageshow.layers.utils import key_padding_attention_mask
 from keras_stageshow.layers.utils import merge_attention_masks
+from keras_stageshow.layers.utils import update_along
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
@@ -150,11 +151,11 @@ class Rehearsal(keras.layers.MultiHeadAttention):
                 value = self.value_dense(value)
         if not reading_cache:
             if updating_cache:
-                start = [0, cache_update_index, 0, 0]
-                key = ops.slice_update(cache[:, 0, ...], start, key)
-                value = ops.slice_update(cache[:, 1, ...], start, value)
                 # (batch, 2, cache_len, num_heads, key_dim)
-                cache = ops.stack([key, value], axis=1)
+                cache = update_along(
+                    cache, cache_update_index, ops.stack([key, value], axis=1), 2
+                )
+                key, value = cache[:, 0, ...], cache[:, 1, ...]
 
         output, scores = self._compute_attention(
             query,

@@ -44,6 +44,33 @@ def causal_attention_mask(query_len, key_len, query_offset=0):
     return ops.expand_dims(mask, 0)
 
 
+def update_along(inputs, index, updates, axis):
+    """`inputs` with `updates` written from `index` on along `axis` (every
+    other axis of `updates` spans the whole of `inputs`): the key/value
+    cache and the voted tokens during decoding.
+
+    `keras.ops.slice_update` lowers to `XlaDynamicUpdateSlice` with the
+    TensorFlow backend: an XLA-only op that TensorFlow compiles anew for
+    every shape it meets, and that a SavedModel served by TF Serving (XLA
+    off on CPU by default) cannot run. With TensorFlow this is a split and a
+    concat instead: core ops, the same values. Other backends keep
+    `slice_update` (a native dynamic-update-slice).
+    """
+    if backend.backend() != "tensorflow":
+        start = [0] * len(inputs.shape)
+        start[axis] = index
+        return ops.slice_update(inputs, start, updates)
+    import tensorflow as tf
+
+    index = tf.cast(index, "int32")
+    length = tf.shape(updates)[axis]
+    rest = tf.shape(inputs)[axis] - index - length
+    before, _, after = tf.split(inputs, tf.stack([index, length, rest]), axis)
+    outputs = tf.concat([before, tf.cast(updates, inputs.dtype), after], axis)
+    outputs.set_shape(inputs.shape)  # for `while_loop`: the shape is kept
+    return outputs
+
+
 @contextlib.contextmanager
 def detached_keras_masks(*tensors):
     """Detaches Keras masks from tensors while mask-unaware layers run.

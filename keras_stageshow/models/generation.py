@@ -16,6 +16,7 @@ the strategies are written here, on one shared step.
 from keras import ops
 
 from keras_stageshow.layers.utils import padding_mask_from_ids
+from keras_stageshow.layers.utils import update_along
 
 NEG_INF = -1e9
 
@@ -146,7 +147,7 @@ def greedy_search(
         vote = ops.where(done, 0, vote)
         gained = ops.take_along_axis(log_probs, ops.expand_dims(vote, -1), -1)
         scores = scores + ops.where(done, 0.0, ops.squeeze(gained, -1))
-        tokens = ops.slice_update(tokens, [0, index + 1], ops.expand_dims(vote, 1))
+        tokens = update_along(tokens, index + 1, ops.expand_dims(vote, 1), 1)
         done = done | ops.equal(vote, end_id) | ops.greater_equal(index + 1, limits)
         return index + 1, tokens, scores, done, caches
 

@@ -115,6 +115,15 @@ class Translator:
                 {"status": "complete", "settings": {}, "saved_by": "Translator.save"},
             )
 
+    def export(self, export_dir, **options):
+        """Writes a SavedModel for TF Serving into `export_dir/<version>/`
+        and returns its path; see `keras_stageshow.export_for_serving` for
+        the signatures and `options` (`version`, `num_beams`,
+        `length_penalty`, `max_new_tokens`, `batch_size`)."""
+        from keras_stageshow.serving import export_for_serving
+
+        return export_for_serving(self, export_dir, **options)
+
     @classmethod
     def load(cls, directory):
         """Loads a RUN_DIR (what `stageshow train` or `save` wrote), with

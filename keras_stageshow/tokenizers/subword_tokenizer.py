@@ -194,12 +194,9 @@ class SubwordTokenizer:
             if ids.shape.rank == 1:
                 return self.detokenize(ids[tf.newaxis])[0]
             ids = tf.RaggedTensor.from_tensor(ids)
-        ids = tf.cast(ids, "int32")
-        # Keep the tokens before the first end token, then drop specials.
-        before_end = tf.math.cumsum(tf.cast(ids == END_ID, "int32"), axis=-1) == 0
-        ids = tf.ragged.boolean_mask(ids, before_end & (ids > END_ID))
-        ids = tf.clip_by_value(ids, 0, self.vocabulary_size - 1)
-        return self._tf_tokenizer().detokenize(ids)
+        return self._tf_tokenizer().detokenize(
+            visible_ids(ids, self.vocabulary_size)
+        )
 
     def detokenize_to_strings(self, ids):
         """`detokenize`, as a list of Python strings."""
@@ -273,6 +270,17 @@ class SubwordTokenizer:
             lowercase=config.get("lowercase", False),
             strip_accents=config.get("strip_accents", False),
         )
+
+
+def visible_ids(ids, vocabulary_size):
+    """The ids a reader sees, from ragged ids `(batch, (len))`: the tokens
+    before the first end token, without padding, unknown or start tokens.
+    (Also used by the exported SavedModel's graph.)"""
+    tf = _tf()
+    ids = tf.cast(ids, "int32")
+    before_end = tf.math.cumsum(tf.cast(ids == END_ID, "int32"), axis=-1) == 0
+    ids = tf.ragged.boolean_mask(ids, before_end & (ids > END_ID))
+    return tf.clip_by_value(ids, 0, vocabulary_size - 1)
 
 
 def _check_reserved(proto, where):

@@ -1,0 +1,275 @@
+"""The SavedModel for TF Serving: export, load without the library, and
+translate exactly as the library does."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_stageshow as ks
+from keras_stageshow import serving
+from keras_stageshow.datasets import load_multi30k
+from keras_stageshow.layers.utils import update_along
+from keras_stageshow.training.run import train_translation_run
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+MAX_LENGTH = 32
+
+# Run in a fresh interpreter: TensorFlow and tensorflow-text only. Importing
+# keras_stageshow or keras-hub fails there, so the SavedModel cannot lean on
+# them. (tensorflow-text itself imports Keras for its own Keras layers.)
+LOAD_AND_TRANSLATE = r"""
+import importlib.abc, json, sys
+
+class NoLibrary(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("keras_stageshow", "keras_hub", "keras_nlp"):
+            raise ImportError(f"{name} may not be imported here")
+
+sys.meta_path.insert(0, NoLibrary())
+import tensorflow as tf
+import tensorflow_text  # registers the SentencePiece ops, as TF Serving links them
+
+served = tf.saved_model.load(sys.argv[1])
+results = {}
+for name, texts in json.loads(sys.stdin.read()).items():
+    for signature in ("serving_default", "beam_search"):
+        out = served.signatures[signature](text=tf.constant(texts, tf.string))
+        results[f"{name}/{signature}"] = {
+            "translation": [t.decode("utf-8") for t in out["translation"].numpy()],
+            "score": out["score"].numpy().tolist(),
+        }
+ids = tf.constant([[5, 6, 7, 3]], tf.int32)
+logits = served.signatures["serve"](source_ids=ids, target_ids=tf.constant([[2, 9]]))
+results["logits_shape"] = logits["logits"].shape.as_list()
+results["imported"] = sorted(
+    m for m in sys.modules if m.split(".")[0] in ("keras_stageshow", "keras_hub")
+)
+print(json.dumps(results))
+"""
+
+SENTENCES = [
+    "Ein Mann fährt mit dem Fahrrad über eine Brücke.",
+    "Zwei Hunde spielen im Schnee.",
+    "Eine Frau mit rotem Hut liest ein Buch.",
+]
+CASES = {
+    "three": SENTENCES,
+    "one": ["Ein kleines Mädchen lacht."],
+    "eight": SENTENCES * 2 + ["Kinder spielen.", "Ein Hund."],
+    "empty": ["", "Ein Hund läuft.", "   "],
+    "long": ["Ein Hund läuft über die Wiese und " * 20],
+    "non_ascii": ["Über Ähren grüßt ein Bär: ½ € — 日本語 🙂 ça!"],
+}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, data_dir):
+    """A small run on real Multi30k text: separate, lowercasing vocabularies
+    (so the graph holds two SentencePiece models and the normalization)."""
+    out = tmp_path_factory.mktemp("serving") / "run"
+    de, en = load_multi30k("train", data_dir=data_dir)
+    val_de, val_en = load_multi30k("val", data_dir=data_dir)
+    train_translation_run(
+        str(out), (de[:1500], en[:1500]), (val_de[:100], val_en[:100]),
+        verbose=0, num_layers=1, d_model=32, num_heads=2, d_ff=64,
+        max_length=MAX_LENGTH, vocabulary_size=400, shared_vocabulary=False,
+        lowercase=True, epochs=3, tokens_per_batch=1024, warmup_steps=100,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    """`stageshow export` on the run, as a user runs it."""
+    base = tmp_path_factory.mktemp("serving") / "models" / "translator"
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_stageshow", "export", "--model", str(run_dir),
+         "--out", str(base), "--num-beams", "3", "--length-penalty", "0.6"],
+        capture_output=True, text=True, timeout=600, env=ENV,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["saved_model"] == str(base / "1")
+    return base / "1"
+
+
+@pytest.fixture(scope="module")
+def served(exported):
+    """The SavedModel's outputs for every case, from a fresh process."""
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_TRANSLATE, str(exported)],
+        input=json.dumps(CASES), capture_output=True, text=True, timeout=600,
+        env=ENV,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def translator(run_dir):
+    return ks.Translator.load(str(run_dir))
+
+
+def test_export_writes_the_tf_serving_layout(exported, run_dir):
+    assert sorted(os.listdir(exported.parent)) == ["1"]  # no partial folder left
+    names = set(os.listdir(exported))
+    assert {"saved_model.pb", "variables", "assets", "assets.extra"} <= names
+    assets = exported / "assets"
+    for side in ("source", "target"):
+        model = (assets / f"{side}.sentencepiece.model").read_bytes()
+        assert model == (run_dir / f"{side}_tokenizer" / "sentencepiece.model").read_bytes()
+        config = json.loads((assets / f"{side}.tokenizer.json").read_text())
+        assert config["lowercase"] is True
+    description = serving.read_export_description(str(exported))
+    assert description["options"]["num_beams"] == 3
+    assert description["model"]["max_length"] == MAX_LENGTH
+
+
+def test_fresh_process_translates_exactly_as_the_library(served, translator):
+    assert served["imported"] == []
+    for name, texts in CASES.items():
+        greedy, greedy_scores = translator.translate(texts, return_scores=True)
+        beam, beam_scores = translator.translate(
+            texts, strategy="beam", num_beams=3, length_penalty=0.6,
+            return_scores=True,
+        )
+        assert served[f"{name}/serving_default"]["translation"] == greedy, name
+        assert served[f"{name}/beam_search"]["translation"] == beam, name
+        np.testing.assert_allclose(
+            served[f"{name}/serving_default"]["score"], greedy_scores, rtol=1e-4
+        )
+        np.testing.assert_allclose(
+            served[f"{name}/beam_search"]["score"], beam_scores, rtol=1e-4
+        )
+
+
+def test_batch_sizes_empty_long_and_non_ascii_inputs(served):
+    for signature in ("serving_default", "beam_search"):
+        assert len(served[f"one/{signature}"]["translation"]) == 1
+        assert len(served[f"eight/{signature}"]["translation"]) == 8
+        empty = served[f"empty/{signature}"]
+        assert empty["translation"][0] == "" and empty["translation"][2] == ""
+        assert empty["score"][0] == 0.0 and empty["translation"][1] != ""
+        # Longer than max_length: truncated, not rejected.
+        assert served[f"long/{signature}"]["translation"][0] != ""
+        assert len(served[f"non_ascii/{signature}"]["translation"]) == 1
+    assert served["logits_shape"] == [1, 2, 400]
+
+
+def test_long_source_is_truncated_as_documented(translator, exported):
+    ids = translator.encode(CASES["long"])
+    assert ids.shape == (1, MAX_LENGTH)
+    description = serving.read_export_description(str(exported))
+    assert str(MAX_LENGTH - 1) in description["truncation"]
+
+
+def test_saved_model_cli_shows_and_runs_the_signatures(exported):
+    saved_model_cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    show = subprocess.run(
+        [saved_model_cli, "show", "--dir", str(exported), "--all"],
+        capture_output=True, text=True, timeout=300, env=ENV,
+    )
+    assert show.returncode == 0, show.stderr[-3000:]
+    text = show.stdout
+    for signature in ("serving_default", "beam_search", "serve"):
+        assert f"signature_def['{signature}']" in text
+    default = text.split("signature_def['serving_default']")[1]
+    assert "inputs['text']" in default and "DT_STRING" in default
+    assert "outputs['translation']" in default and "outputs['score']" in default
+    assert "shape: (-1)" in default and "DT_FLOAT" in default
+    serve = text.split("signature_def['serve']")[1].split("signature_def[")[0]
+    assert "inputs['source_ids']" in serve and "DT_INT32" in serve
+    assert "shape: (-1, -1, 400)" in serve
+
+    # `saved_model_cli run` in a process that has registered the
+    # tensorflow-text ops (as the README shows).
+    run = subprocess.run(
+        [sys.executable, "-c",
+         "import runpy, sys, tensorflow_text; sys.argv[0] = 'saved_model_cli'; "
+         "runpy.run_module('tensorflow.python.tools.saved_model_cli', "
+         "run_name='__main__')",
+         "run", "--dir", str(exported), "--tag_set", "serve",
+         "--signature_def", "serving_default",
+         "--input_exprs", 'text=["Ein Hund.", ""]'],
+        capture_output=True, text=True, timeout=300, env=ENV,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Result for output key translation" in run.stdout
+    assert "Result for output key score" in run.stdout
+
+
+def test_graph_uses_no_python_or_xla_only_ops(exported):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model = saved_model_pb2.SavedModel()
+    model.ParseFromString((exported / "saved_model.pb").read_bytes())
+    graph = model.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node}
+    for function in graph.library.function:
+        ops |= {node.op for node in function.node_def}
+    assert {"SentencepieceTokenizeOp", "SentencepieceDetokenizeOp", "While"} <= ops
+    assert not [op for op in ops if "PyFunc" in op or op.startswith("Xla")]
+
+
+def test_versions_count_up_and_are_never_overwritten(translator, tmp_path):
+    base = tmp_path / "translator"
+    (base / "7").mkdir(parents=True)  # an existing version
+    path = translator.export(str(base), num_beams=2)
+    assert path == str(base / "8")
+    with pytest.raises(FileExistsError, match="already exists"):
+        translator.export(str(base), version=8)
+    assert serving.exported_versions(str(base)) == [7, 8]
+
+
+def test_interrupted_export_leaves_no_version(translator, tmp_path, monkeypatch):
+    base = tmp_path / "translator"
+
+    def interrupted_save(root, directory, signatures=None):
+        with open(os.path.join(directory, "saved_model.pb"), "wb") as f:
+            f.write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(serving.tf.saved_model, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        translator.export(str(base))
+    assert os.listdir(base) == []  # neither a version nor a partial folder
+
+
+def test_export_rejects_bad_arguments(translator, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="export_dir"):
+        translator.export(str(tmp_path / "file"))
+    with pytest.raises(ValueError, match="version"):
+        translator.export(str(tmp_path / "a"), version=0)
+    with pytest.raises(ValueError, match="num_beams"):
+        translator.export(str(tmp_path / "a"), num_beams=0)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        translator.export(str(tmp_path / "a"), max_new_tokens=MAX_LENGTH + 1)
+    with pytest.raises(FileNotFoundError, match="not a training run"):
+        ks.export_for_serving(str(tmp_path), str(tmp_path / "a"))
+    with pytest.raises(TypeError, match="translator"):
+        ks.export_for_serving(3, str(tmp_path / "a"))
+
+
+def test_blank_pattern_matches_python_isspace():
+    chars = [chr(c) for c in range(0x3100) if not 0xD800 <= c < 0xE000]
+    blank = tf.strings.regex_full_match(chars, serving.BLANK_PATTERN).numpy()
+    assert blank.tolist() == [c.isspace() for c in chars]
+    assert tf.strings.regex_full_match(["", " \t\u3000", " a "], serving.BLANK_PATTERN).numpy().tolist() == [True, True, False]
+
+
+def test_update_along_equals_slice_update():
+    from keras import ops
+
+    cache = np.arange(2 * 2 * 5 * 3, dtype="float32").reshape(2, 2, 5, 3)
+    new = -np.ones((2, 2, 1, 3), "float32")
+    expected = ops.slice_update(cache, [0, 0, 3, 0], new)
+    np.testing.assert_array_equal(update_along(cache, 3, new, 2), expected)
+    tokens = np.zeros((2, 4), "int32")
+    out = update_along(tokens, 1, np.array([[5], [6]], "int32"), 1)
+    np.testing.assert_array_equal(out, [[0, 5, 0, 0], [0, 6, 0, 0]])
