@@ -1,0 +1,143 @@
+"""Serving benchmark: the exported SavedModel against `Translator` in Python.
+
+Exports a trained RUN_DIR (`stageshow export`'s code), loads the SavedModel
+with `tf.saved_model.load` and times, side by side in one process and
+interleaved call by call, the same decoding both ways on
+Multi30k test_2016_flickr sentences:
+
+- latency: one sentence per call (median and 90th percentile, ms);
+- throughput: batches of 32 sentences (sentences per second);
+- agreement: the share of translations that are identical.
+
+Both are measured in their steady state (a first, unreported pass warms
+them up, so the library's per-shape tracing is not counted).
+
+Prints one JSON line. Ratios above 1 mean the SavedModel is faster.
+
+    python benchmarks/serving.py --model runs/multi30k --data-dir ../shared/data/multi30k
+"""
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="a RUN_DIR")
+    parser.add_argument(
+        "--data-dir",
+        default=os.path.join(HERE, "..", "..", "shared", "data", "multi30k"),
+    )
+    parser.add_argument("--single", type=int, default=30, help="one-sentence calls")
+    parser.add_argument("--batches", type=int, default=6, help="batches of 32")
+    parser.add_argument("--beam-batches", type=int, default=3)
+    parser.add_argument("--num-beams", type=int, default=4)
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    from keras_stageshow.datasets import load_multi30k
+    from keras_stageshow.models.translator import Translator
+    from keras_stageshow.serving import export_for_serving
+
+    source, _ = load_multi30k("test_2016_flickr", data_dir=args.data_dir)
+    translator = Translator.load(args.model)
+    with tempfile.TemporaryDirectory() as base:
+        start = time.perf_counter()
+        path = export_for_serving(translator, base, num_beams=args.num_beams)
+        export_seconds = time.perf_counter() - start
+        size_mb = sum(
+            os.path.getsize(os.path.join(d, f))
+            for d, _, files in os.walk(path)
+            for f in files
+        ) / 2**20
+        served = tf.saved_model.load(path)
+        greedy_sig = served.signatures["serving_default"]
+        beam_sig = served.signatures["beam_search"]
+
+        def python(texts, strategy="greedy"):
+            options = {"num_beams": args.num_beams} if strategy == "beam" else {}
+            return translator.translate(texts, strategy=strategy, **options)
+
+        def saved(texts, strategy="greedy"):
+            signature = beam_sig if strategy == "beam" else greedy_sig
+            out = signature(text=tf.constant(texts))["translation"].numpy()
+            return [t.decode("utf-8") for t in out]
+
+        def timed(run, texts, strategy="greedy"):
+            start = time.perf_counter()
+            out = run(texts, strategy)
+            return time.perf_counter() - start, out
+
+        def measure():
+            latency = {"python": [], "saved_model": []}
+            same = total = 0
+            for text in source[100 : 100 + args.single]:
+                seconds_py, out_py = timed(python, [text])
+                seconds_sm, out_sm = timed(saved, [text])
+                latency["python"].append(seconds_py)
+                latency["saved_model"].append(seconds_sm)
+                same += out_py == out_sm
+                total += 1
+            throughput = {}
+            for strategy, batches in (
+                ("greedy", args.batches), ("beam", args.beam_batches)
+            ):
+                seconds = {"python": 0.0, "saved_model": 0.0}
+                for b in range(batches):
+                    texts = source[200 + 32 * b : 200 + 32 * (b + 1)]
+                    seconds_py, out_py = timed(python, texts, strategy)
+                    seconds_sm, out_sm = timed(saved, texts, strategy)
+                    seconds["python"] += seconds_py
+                    seconds["saved_model"] += seconds_sm
+                    same += sum(a == b for a, b in zip(out_py, out_sm))
+                    total += len(texts)
+                throughput[strategy] = {
+                    k: round(32 * batches / v, 1) for k, v in seconds.items()
+                }
+            return latency, throughput, same, total
+
+        # The first pass warms both up: the library traces its decoding loop
+        # once per shape bucket, and TensorFlow optimizes each graph on its
+        # first calls. The second pass is the steady state that is reported.
+        measure()
+        latency, throughput, same, total = measure()
+
+    median = {k: round(1000 * statistics.median(v), 1) for k, v in latency.items()}
+    p90 = {
+        k: round(1000 * statistics.quantiles(v, n=10)[8], 1)
+        for k, v in latency.items()
+    }
+    print(
+        json.dumps(
+            {
+                "benchmark": "serving",
+                "model": os.path.abspath(args.model),
+                "parameters": translator.model.count_params(),
+                "export_seconds": round(export_seconds, 1),
+                "saved_model_mb": round(size_mb, 1),
+                "latency_1_sentence_median_ms": median,
+                "latency_1_sentence_p90_ms": p90,
+                "latency_speedup": round(median["python"] / median["saved_model"], 2),
+                "greedy_batch32_sentences_per_second": throughput["greedy"],
+                "greedy_batch32_speedup": round(
+                    throughput["greedy"]["saved_model"] / throughput["greedy"]["python"], 2
+                ),
+                f"beam{args.num_beams}_batch32_sentences_per_second": throughput["beam"],
+                "beam_batch32_speedup": round(
+                    throughput["beam"]["saved_model"] / throughput["beam"]["python"], 2
+                ),
+                "identical_translations": f"{same}/{total}",
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Pictures of attention: what the show rehearsed, what the assessment asked
+itself, and what it watched in the show to answer.
+
+`plot_attention` draws one sentence pair's attention weights, for one round
+(layer), one heatmap per head, with the subword tokens on the axes. It uses
+`matplotlib.figure.Figure` directly (not `pyplot`), so it changes no global
+matplotlib state and works on machines without a display.
+"""
+
+import os
+
+import numpy as np
+
+KINDS = {
+    # name in `Transformer.attention_scores`: (title, rows, columns)
+    "rehearsal": (
+        "Rehearsal (encoder self-attention)",
+        "source",
+        "source",
+    ),
+    "ask_questions": (
+        "Ask questions (decoder masked self-attention)",
+        "voted",
+        "rumours",
+    ),
+    "watch_show": (
+        "Watch the show (cross-attention)",
+        "voted",
+        "source",
+    ),
+}
+
+
+def plot_attention(
+    translator,
+    source_text,
+    translation=None,
+    round_index=-1,
+    kinds=("rehearsal", "ask_questions", "watch_show"),
+    heads=None,
+    path=None,
+    strategy="greedy",
+    **generate_options,
+):
+    """Attention heatmaps for one sentence and its translation.
+
+    One row of heatmaps per kind of attention, one column per head:
+
+    - `"rehearsal"`: the show's own rehearsal (encoder self-attention),
+      source tokens on both axes;
+    - `"ask_questions"`: the questions the assessment asks of itself
+      (decoder masked self-attention); each row is the step that voted the
+      token on the left, each column a rumour it could look back at (the
+      start token, then the tokens voted so far);
+    - `"watch_show"`: what the assessment watched in the show to answer
+      them (cross-attention), voted tokens down, source tokens across.
+
+    Args:
+        translator: a `Translator` (a model with its tokenizers).
+        source_text: str, the sentence to translate.
+        translation: str, the translation to explain. By default the
+            translator's own (`strategy` and `**generate_options` are passed
+            to `Translator.translate`).
+        round_index: int, which round (layer) to draw; negative counts from
+            the last, as in Python.
+        kinds: which of `"rehearsal"`, `"ask_questions"`, `"watch_show"`.
+        heads: list of head indices to draw (default: all).
+        path: str, also save the figure there (a PNG, or any format
+            matplotlib knows from the suffix), written atomically.
+
+    Returns:
+        A `matplotlib.figure.Figure` (shown by Jupyter when it is a cell's
+        value).
+
+    Example:
+    >>> fig = plot_attention(translator, "Ein Hund rennt.", path="attention.png")
+    """
+    from matplotlib.figure import Figure
+
+    from keras_stageshow.files import _atomic
+
+    data = attention_for_pair(translator, source_text, translation, strategy, **generate_options)
+    kinds = _check_kinds(kinds)
+    num_rounds = len(data["scores"]["rehearsal"])
+    if not isinstance(round_index, (int, np.integer)) or not (
+        -num_rounds <= round_index < num_rounds
+    ):
+        raise ValueError(
+            f"`round_index` must be an int in [-{num_rounds}, {num_rounds}) "
+            f"(the model has {num_rounds} rounds); received {round_index!r}."
+        )
+    num_heads = data["scores"]["rehearsal"][0].shape[1]
+    heads = list(range(num_heads)) if heads is None else list(heads)
+    bad = [h for h in heads if not isinstance(h, (int, np.integer)) or not 0 <= h < num_heads]
+    if bad or not heads:
+        raise ValueError(
+            f"`heads` must be head indices in [0, {num_heads}); received {heads!r}."
+        )
+    labels = {
+        "source": data["source_tokens"],
+        "voted": data["voted_tokens"],
+        "rumours": data["rumour_tokens"],
+    }
+    longest = max(len(labels["source"]), len(labels["voted"]))
+    cell = max(2.2, 0.22 * longest)
+    fig = Figure(
+        figsize=(cell * len(heads) + 1.0, (cell + 0.8) * len(kinds)),
+        layout="constrained",
+    )
+    axes = fig.subplots(len(kinds), len(heads), squeeze=False)
+    round_number = round_index % num_rounds
+    for row, kind in enumerate(kinds):
+        title, rows, columns = KINDS[kind]
+        # (heads, rows, columns) for the one sentence.
+        weights = np.asarray(data["scores"][kind][round_number][0], "float32")
+        for column, head in enumerate(heads):
+            ax = axes[row, column]
+            image = ax.imshow(weights[head], cmap="viridis", vmin=0.0, aspect="auto")
+            ax.set_xticks(range(len(labels[columns])))
+            ax.set_xticklabels(labels[columns], rotation=90, fontsize=7)
+            ax.set_yticks(range(len(labels[rows])))
+            ax.set_yticklabels(labels[rows], fontsize=7)
+            ax.set_title(f"head {head}", fontsize=8)
+            if column == 0:
+                ax.set_ylabel(title, fontsize=8)
+        fig.colorbar(image, ax=list(axes[row]), shrink=0.8)
+    fig.suptitle(
+        f"Round {round_number + 1} of {num_rounds}: {source_text!r} -> "
+        f"{data['translation']!r}",
+        fontsize=9,
+    )
+    if path is not None:
+        path = os.fspath(path)
+        suffix = os.path.splitext(path)[1] or ".png"
+        _atomic(path, lambda tmp: fig.savefig(tmp, dpi=110), suffix=suffix)
+    return fig
+
+
+def attention_for_pair(translator, source_text, translation=None, strategy="greedy", **options):
+    """The attention weights and token labels behind `plot_attention`.
+
+    Returns a dict: `"translation"` (str), `"source_tokens"`,
+    `"rumour_tokens"` (the decoder's inputs: start token, then the voted
+    tokens), `"voted_tokens"` (its outputs: the voted tokens, then the end
+    token), and `"scores"` (`Transformer.attention_scores`, numpy arrays).
+    """
+    if not isinstance(source_text, str) or not source_text.strip():
+        raise ValueError(
+            "`source_text` must be a non-empty string (a sentence to "
+            f"translate); received {source_text!r}."
+        )
+    if translation is None:
+        translation = translator.translate(source_text, strategy=strategy, **options)
+    elif not isinstance(translation, str):
+        raise TypeError(
+            f"`translation` must be a string or None; received {type(translation).__name__}."
+        )
+    model = translator.model
+    target_tokenizer = translator.target_tokenizer
+    source_ids = translator.encode([source_text])[0]
+    voted = np.asarray(target_tokenizer.tokenize(translation), "int32")
+    voted = voted[: model.max_length - 1]
+    rumours = np.concatenate([[target_tokenizer.start_id], voted]).astype("int32")
+    outputs = np.concatenate([voted, [target_tokenizer.end_id]]).astype("int32")
+    scores = model.attention_scores((source_ids[None, :], rumours[None, :]))
+    scores = {k: [np.asarray(s) for s in v] for k, v in scores.items()}
+
+    def pieces(tokenizer, ids):
+        return [tokenizer.id_to_token(i) for i in ids]
+
+    return {
+        "translation": translation,
+        "source_tokens": pieces(translator.source_tokenizer, source_ids),
+        "rumour_tokens": pieces(target_tokenizer, rumours),
+        "voted_tokens": pieces(target_tokenizer, outputs),
+        "scores": scores,
+    }
+
+
+def _check_kinds(kinds):
+    if isinstance(kinds, str):
+        kinds = (kinds,)
+    kinds = tuple(kinds)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise ValueError(
+            f"`kinds` must be some of {list(KINDS)}; received {list(kinds)!r}."
+        )
+    return kinds
