@@ -96,6 +96,16 @@ def _add_translate_parsers(commands):
     )
     _add_generation_flags(translate)
     translate.add_argument("text", nargs="*", metavar="TEXT")
+    translate.add_argument(
+        "--plot-attention",
+        metavar="OUT.png",
+        help="also draw each sentence's attention heatmaps (one sentence: "
+        "OUT.png; several: OUT-1.png, OUT-2.png, ...)",
+    )
+    translate.add_argument(
+        "--round", type=int, default=-1,
+        help="the round (layer) to draw; -1 is the last",
+    )
     evaluate = commands.add_parser(
         "evaluate",
         help="BLEU of a trained RUN_DIR on a Multi30k split or on your files",
@@ -115,8 +125,21 @@ def run_translate(args):
 
     texts = args.text or [line.rstrip("\n") for line in sys.stdin]
     translator = Translator.load(args.model)
-    for translation in translator.translate(texts, **_generation_options(args)):
+    translations = translator.translate(texts, **_generation_options(args))
+    for translation in translations:
         print(translation)
+    if args.plot_attention:
+        from keras_stageshow.plotting import plot_attention
+
+        stem, suffix = os.path.splitext(args.plot_attention)
+        for i, (text, translation) in enumerate(zip(texts, translations)):
+            if not text.strip():
+                continue
+            path = args.plot_attention if len(texts) == 1 else f"{stem}-{i + 1}{suffix}"
+            plot_attention(
+                translator, text, translation, round_index=args.round, path=path
+            )
+            print(f"attention: {path}", file=sys.stderr)
     return 0
 
 

@@ -44,9 +44,15 @@ def test_demo_trains_prints_and_saves_a_run(tmp_path):
     ]  # no backup left, no temporary file
     translator = ks.Translator.load(out)
     assert isinstance(translator.model, ks.Transformer)
-    result = stageshow("translate", "--model", out, "ein hundo siehta", "")
+    result = stageshow(
+        "translate", "--model", out, "--plot-attention", tmp_path / "att.png",
+        "ein hundo siehta", "",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(result.stdout.split("\n")) == 3  # two lines, the second empty
+    # One picture per sentence that is not blank.
+    assert (tmp_path / "att-1.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "att-2.png").exists()
 
 
 def test_demo_rejects_too_few_examples(tmp_path):

@@ -1,0 +1,70 @@
+"""Pictures of attention: the right weights, on the right axes."""
+
+import numpy as np
+import pytest
+
+from conftest import tiny_transformer
+from keras_stageshow import SubwordTokenizer
+from keras_stageshow import Translator
+from keras_stageshow.datasets.synthetic import stage_language_pairs
+from keras_stageshow.plotting import attention_for_pair
+from keras_stageshow.plotting import plot_attention
+
+
+@pytest.fixture(scope="module")
+def translator():
+    source, target = stage_language_pairs(300, seed=0)
+    tok = SubwordTokenizer.train([source, target], vocabulary_size=100)
+    model = tiny_transformer(vocab=tok.vocabulary_size, max_length=40)
+    return Translator(model, tok, tok)
+
+
+def test_attention_for_pair_labels_match_the_weights(translator):
+    data = attention_for_pair(translator, "ein hundo siehta", "a dog sees")
+    source, rumours, voted = (
+        data["source_tokens"], data["rumour_tokens"], data["voted_tokens"]
+    )
+    assert source[-1] == "</s>" and rumours[0] == "<s>" and voted[-1] == "</s>"
+    assert rumours[1:] == voted[:-1]  # each step's input is the previous vote
+    rounds = translator.model.num_layers
+    for kind, shape in (
+        ("rehearsal", (len(source), len(source))),
+        ("ask_questions", (len(voted), len(rumours))),
+        ("watch_show", (len(voted), len(source))),
+    ):
+        assert len(data["scores"][kind]) == rounds
+        weights = data["scores"][kind][-1]
+        assert weights.shape == (1, 2, *shape)
+        np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
+    # The assessment cannot look ahead.
+    assert np.all(np.triu(data["scores"]["ask_questions"][0][0, 0], k=1) == 0)
+
+
+def test_plot_attention_draws_every_head_and_saves_a_png(translator, tmp_path):
+    path = tmp_path / "attention.png"
+    fig = plot_attention(translator, "ein hundo siehta", path=path)
+    heatmaps = [ax for ax in fig.axes if ax.get_images() and ax.get_title()]
+    assert len(heatmaps) == 3 * 2  # three kinds x two heads
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*"))  # written atomically, nothing left
+    fig = plot_attention(
+        translator, "ein hundo siehta", "a dog", round_index=0,
+        kinds="watch_show", heads=[1],
+    )
+    (ax,) = [ax for ax in fig.axes if ax.get_images()]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[-1] == "</s>" and len(labels) == len(translator.target_tokenizer.tokenize("a dog").numpy()) + 1
+    assert "Round 1 of 2" in fig._suptitle.get_text()
+
+
+def test_plot_attention_rejects_bad_arguments(translator):
+    with pytest.raises(ValueError, match="round_index"):
+        plot_attention(translator, "ein hundo", "a dog", round_index=2)
+    with pytest.raises(ValueError, match="heads"):
+        plot_attention(translator, "ein hundo", "a dog", heads=[5])
+    with pytest.raises(ValueError, match="kinds"):
+        plot_attention(translator, "ein hundo", "a dog", kinds=["encoder"])
+    with pytest.raises(ValueError, match="source_text"):
+        plot_attention(translator, "  ", "a dog")
+    with pytest.raises(TypeError, match="translation"):
+        plot_attention(translator, "ein hundo", 3)
