@@ -39,7 +39,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return _run(args)
-    except (FileNotFoundError, ValueError, TypeError, OSError) as error:
+    except (FileNotFoundError, ValueError, TypeError, OSError, RuntimeError) as error:
         # The library's errors name the argument and the fix; a traceback
         # from deep inside would only hide that.
         print(f"stageshow {args.command}: error: {error}", file=sys.stderr)
@@ -132,12 +132,16 @@ def run_translate(args):
         from keras_stageshow.plotting import plot_attention
 
         stem, suffix = os.path.splitext(args.plot_attention)
-        for i, (text, translation) in enumerate(zip(texts, translations)):
+        for i, text in enumerate(texts):
             if not text.strip():
                 continue
             path = args.plot_attention if len(texts) == 1 else f"{stem}-{i + 1}{suffix}"
+            # The model translates again, so the picture shows the tokens
+            # it voted.
+            options = _generation_options(args)
+            options.pop("batch_size")
             plot_attention(
-                translator, text, translation, round_index=args.round, path=path
+                translator, text, round_index=args.round, path=path, **options
             )
             print(f"attention: {path}", file=sys.stderr)
     return 0
@@ -207,9 +211,15 @@ def _add_export_parser(commands):
         "--batch-size", type=int, default=32,
         help="sentences decoded together inside the graph",
     )
+    export.add_argument(
+        "--dtype",
+        help="compute dtype of the graph, e.g. float32 for a mixed_float16 "
+        "model served on CPUs (default: the model's)",
+    )
 
 
 def run_export(args):
+    from keras_stageshow.serving import SIGNATURES
     from keras_stageshow.serving import export_for_serving
 
     path = export_for_serving(
@@ -220,20 +230,9 @@ def run_export(args):
         length_penalty=args.length_penalty,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
+        dtype=args.dtype,
     )
-    print(
-        json.dumps(
-            {
-                "saved_model": path,
-                "signatures": {
-                    "serving_default": "text -> translation, score (greedy)",
-                    "beam_search": f"text -> translation, score (beam "
-                    f"{args.num_beams}, alpha {args.length_penalty})",
-                    "serve": "source_ids, target_ids -> logits",
-                },
-            }
-        )
-    )
+    print(json.dumps({"saved_model": path, "signatures": SIGNATURES}))
     return 0
 
 

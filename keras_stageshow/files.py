@@ -21,10 +21,20 @@ def _atomic(path, write, suffix=".tmp"):
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        # `mkstemp` makes the file private (0600); give it the permissions
+        # a plain `open(path, "w")` would have.
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def current_umask():
+    """The process's umask (read without changing it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomically(path, data):

@@ -58,9 +58,10 @@ def plot_attention(
     Args:
         translator: a `Translator` (a model with its tokenizers).
         source_text: str, the sentence to translate.
-        translation: str, the translation to explain. By default the
-            translator's own (`strategy` and `**generate_options` are passed
-            to `Translator.translate`).
+        translation: str, the translation to explain (its tokens are fed to
+            the assessment). By default the model translates the sentence
+            and the tokens it voted are drawn (`strategy` and
+            `**generate_options` are passed to `Transformer.generate`).
         round_index: int, which round (layer) to draw; negative counts from
             the last, as in Python.
         kinds: which of `"rehearsal"`, `"ask_questions"`, `"watch_show"`.
@@ -79,23 +80,22 @@ def plot_attention(
 
     from keras_stageshow.files import _atomic
 
-    data = attention_for_pair(translator, source_text, translation, strategy, **generate_options)
+    model = translator.model
     kinds = _check_kinds(kinds)
-    num_rounds = len(data["scores"]["rehearsal"])
-    if not isinstance(round_index, (int, np.integer)) or not (
-        -num_rounds <= round_index < num_rounds
-    ):
+    num_rounds, num_heads = model.num_layers, model.num_heads
+    if not _is_int(round_index) or not -num_rounds <= round_index < num_rounds:
         raise ValueError(
             f"`round_index` must be an int in [-{num_rounds}, {num_rounds}) "
             f"(the model has {num_rounds} rounds); received {round_index!r}."
         )
-    num_heads = data["scores"]["rehearsal"][0].shape[1]
     heads = list(range(num_heads)) if heads is None else list(heads)
-    bad = [h for h in heads if not isinstance(h, (int, np.integer)) or not 0 <= h < num_heads]
-    if bad or not heads:
+    if not heads or not all(_is_int(h) and 0 <= h < num_heads for h in heads):
         raise ValueError(
             f"`heads` must be head indices in [0, {num_heads}); received {heads!r}."
         )
+    data = attention_for_pair(
+        translator, source_text, translation, strategy, **generate_options
+    )
     labels = {
         "source": data["source_tokens"],
         "voted": data["voted_tokens"],
@@ -115,7 +115,10 @@ def plot_attention(
         weights = np.asarray(data["scores"][kind][round_number][0], "float32")
         for column, head in enumerate(heads):
             ax = axes[row, column]
-            image = ax.imshow(weights[head], cmap="viridis", vmin=0.0, aspect="auto")
+            # One scale for every head: weights are probabilities.
+            image = ax.imshow(
+                weights[head], cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto"
+            )
             ax.set_xticks(range(len(labels[columns])))
             ax.set_xticklabels(labels[columns], rotation=90, fontsize=7)
             ax.set_yticks(range(len(labels[rows])))
@@ -136,8 +139,14 @@ def plot_attention(
     return fig
 
 
-def attention_for_pair(translator, source_text, translation=None, strategy="greedy", **options):
+def attention_for_pair(
+    translator, source_text, translation=None, strategy="greedy", **options
+):
     """The attention weights and token labels behind `plot_attention`.
+
+    Without `translation`, the model translates the sentence and the
+    weights are those of the tokens it voted; with one, the weights are
+    those of that text's tokens fed to the assessment (teacher forcing).
 
     Returns a dict: `"translation"` (str), `"source_tokens"`,
     `"rumour_tokens"` (the decoder's inputs: start token, then the voted
@@ -149,20 +158,29 @@ def attention_for_pair(translator, source_text, translation=None, strategy="gree
             "`source_text` must be a non-empty string (a sentence to "
             f"translate); received {source_text!r}."
         )
-    if translation is None:
-        translation = translator.translate(source_text, strategy=strategy, **options)
-    elif not isinstance(translation, str):
+    if translation is not None and not isinstance(translation, str):
         raise TypeError(
-            f"`translation` must be a string or None; received {type(translation).__name__}."
+            "`translation` must be a string or None; received "
+            f"{type(translation).__name__}."
         )
     model = translator.model
     target_tokenizer = translator.target_tokenizer
-    source_ids = translator.encode([source_text])[0]
-    voted = np.asarray(target_tokenizer.tokenize(translation), "int32")
+    start, end = target_tokenizer.start_id, target_tokenizer.end_id
+    source_ids = translator.encode([source_text])
+    if translation is None:
+        tokens = model.generate(
+            source_ids, strategy=strategy, start_id=start, end_id=end, **options
+        )[0]
+        translation = target_tokenizer.detokenize_to_strings(tokens[None])[0]
+        ended = np.flatnonzero(tokens == end)
+        voted = tokens[: ended[0] if len(ended) else len(tokens)]
+        voted = voted[voted != 0]
+    else:
+        voted = np.asarray(target_tokenizer.tokenize(translation), "int32")
     voted = voted[: model.max_length - 1]
-    rumours = np.concatenate([[target_tokenizer.start_id], voted]).astype("int32")
-    outputs = np.concatenate([voted, [target_tokenizer.end_id]]).astype("int32")
-    scores = model.attention_scores((source_ids[None, :], rumours[None, :]))
+    rumours = np.concatenate([[start], voted]).astype("int32")
+    outputs = np.concatenate([voted, [end]]).astype("int32")
+    scores = model.attention_scores((source_ids, rumours[None, :]))
     scores = {k: [np.asarray(s) for s in v] for k, v in scores.items()}
 
     def pieces(tokenizer, ids):
@@ -170,11 +188,15 @@ def attention_for_pair(translator, source_text, translation=None, strategy="gree
 
     return {
         "translation": translation,
-        "source_tokens": pieces(translator.source_tokenizer, source_ids),
+        "source_tokens": pieces(translator.source_tokenizer, source_ids[0]),
         "rumour_tokens": pieces(target_tokenizer, rumours),
         "voted_tokens": pieces(target_tokenizer, outputs),
         "scores": scores,
     }
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _check_kinds(kinds):

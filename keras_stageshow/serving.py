@@ -10,8 +10,9 @@ watches) with three signatures:
 - `beam_search`: the same inputs and outputs, by beam search with the beams
   and length penalty fixed at export; `score` is the length-penalized one;
 - `serve`: the model itself, `source_ids` and `target_ids` (int32
-  `[None, None]`) -> `logits` (float32 `[None, None, target_vocab]`), as
-  `model.export` would write it, for clients that tokenize themselves.
+  `[None, None]`) -> `logits` (float32 `[None, None, target_vocab]`), like
+  Keras's `model.export` (with the output named), for clients that
+  tokenize themselves.
 
 The text signatures hold everything a translation needs as graph ops: the
 SentencePiece models (saved as assets and read by tensorflow-text's ops),
@@ -21,11 +22,11 @@ tensorflow-text ops are used (both are in the TF Serving binary), so the
 export loads with `tf.saved_model.load` after `import tensorflow_text` and
 nothing else.
 
-The graph translates exactly as `Translator.translate` does: blank strings
-give `""` (score 0) without running the model, the other sentences are
-sorted by length and decoded `batch_size` at a time, with the same shape
-buckets as `Transformer.generate`, so the arithmetic (and the result) is
-the same float for float.
+The graph translates as `Translator.translate(texts, batch_size=...)` does:
+blank strings give `""` (score 0) without running the model, the other
+sentences are sorted by length and decoded `batch_size` at a time, with the
+same shape buckets as `Transformer.generate`, so on the same device the
+arithmetic, and the translations, are the same.
 """
 
 import json
@@ -34,11 +35,17 @@ import re
 import shutil
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 
+from keras_stageshow.files import current_umask
 from keras_stageshow.files import write_json_atomically
 
-SIGNATURES = ("serving_default", "beam_search", "serve")
+SIGNATURES = {
+    "serving_default": "text -> translation, score (greedy)",
+    "beam_search": "text -> translation, score (beam search)",
+    "serve": "source_ids, target_ids -> logits",
+}
 _PARTIAL = ".partial-"
 # Python's `str.isspace` as an RE2 class: ASCII \t-\r, the separators
 # \x1c-\x1f, NEL, and Unicode's space, line and paragraph separators.
@@ -53,6 +60,7 @@ def export_for_serving(
     length_penalty=0.6,
     max_new_tokens=None,
     batch_size=32,
+    dtype=None,
 ):
     """Exports a trained translator as a SavedModel for TF Serving.
 
@@ -79,7 +87,13 @@ def export_for_serving(
             than `max_length` are truncated to it (the end token kept), as
             `Translator` does.
         batch_size: int, sentences decoded together inside the graph (a
-            request's sentences are sorted by length first).
+            request's sentences are sorted by length first). The
+            translations equal `Translator.translate(texts,
+            batch_size=batch_size)`'s.
+        dtype: the compute dtype policy of the exported graph, e.g.
+            `"float32"` for a model trained with `"mixed_float16"` that will
+            be served on CPUs (float16 matmuls are slow there). By default,
+            the model's own policy.
 
     Returns:
         The path of the written version folder.
@@ -111,19 +125,30 @@ def export_for_serving(
         )
     model = translator.model
     beam = _check_strategy(
-        "beam", num_beams, length_penalty, 1.0, None, None,
-        model.target_vocab_size, True,
+        "beam",
+        num_beams=num_beams,
+        length_penalty=length_penalty,
+        temperature=1.0,
+        top_k=None,
+        top_p=None,
+        vocab=model.target_vocab_size,
+        use_cache=True,
     )
     if max_new_tokens is not None and (
-        not isinstance(max_new_tokens, int)
-        or not 0 < max_new_tokens <= model.max_length
+        not _is_int(max_new_tokens) or not 0 < max_new_tokens <= model.max_length
     ):
         raise ValueError(
             f"`max_new_tokens` must be an int in [1, max_length="
             f"{model.max_length}] or None; received {max_new_tokens!r}."
         )
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be an int >= 1; received {batch_size!r}.")
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be an int >= 1; received {batch_size!r}."
+        )
+    if not model.built:
+        model.build(((None, None), (None, None)))
+    if dtype is not None:
+        translator = _with_dtype(translator, dtype)
     if not isinstance(export_dir, (str, os.PathLike)):
         raise TypeError(
             f"`export_dir` must be a path; received {type(export_dir).__name__}."
@@ -140,8 +165,8 @@ def export_for_serving(
     options = {
         "num_beams": beam["num_beams"],
         "length_penalty": beam["length_penalty"],
-        "max_new_tokens": max_new_tokens,
-        "batch_size": batch_size,
+        "max_new_tokens": None if max_new_tokens is None else int(max_new_tokens),
+        "batch_size": int(batch_size),
     }
     staging = tempfile.mkdtemp(prefix=f".{version}{_PARTIAL}", dir=export_dir)
     try:
@@ -152,6 +177,9 @@ def export_for_serving(
             os.path.join(staging, "assets.extra", "stageshow.json"),
             _description(translator, options),
         )
+        # `mkdtemp` makes a private (0700) folder; a TF Serving process
+        # running as another user must be able to read the version.
+        os.chmod(staging, 0o777 & ~current_umask())
         target = os.path.join(export_dir, str(version))
         if os.path.exists(target):
             raise FileExistsError(
@@ -169,14 +197,36 @@ def exported_versions(export_dir):
     Serving would see; partial exports are hidden folders and not listed)."""
     if not os.path.isdir(export_dir):
         return []
-    return sorted(int(n) for n in os.listdir(export_dir) if re.fullmatch(r"\d+", n))
+    names = os.listdir(export_dir)
+    return sorted(int(n) for n in names if re.fullmatch(r"[0-9]+", n))
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _with_dtype(translator, dtype):
+    """The translator with its model rebuilt under another dtype policy
+    (same weights)."""
+    import keras
+
+    from keras_stageshow.models.translator import Translator
+
+    model = translator.model
+    policy = keras.dtype_policies.get(dtype)
+    if policy.name == model.dtype_policy.name:
+        return translator
+    clone = model.__class__.from_config({**model.get_config(), "dtype": policy})
+    clone.build(((None, None), (None, None)))
+    clone.set_weights(model.get_weights())
+    return Translator(clone, translator.source_tokenizer, translator.target_tokenizer)
 
 
 def _check_version(export_dir, version):
     versions = exported_versions(export_dir)
     if version is None:
         return (versions[-1] + 1) if versions else 1
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+    if not _is_int(version) or version < 1:
         raise ValueError(
             f"`version` must be an int >= 1 (TF Serving's version folders are "
             f"numbers); received {version!r}."
@@ -187,7 +237,7 @@ def _check_version(export_dir, version):
             "never overwritten. Pick another `version`, or leave it out to "
             f"write the next one ({versions[-1] + 1})."
         )
-    return version
+    return int(version)
 
 
 def _description(translator, options):
@@ -196,11 +246,7 @@ def _description(translator, options):
     model = translator.model
     return {
         "exported_by": f"keras_stageshow {__version__}",
-        "signatures": {
-            "serving_default": "text -> translation, score (greedy)",
-            "beam_search": "text -> translation, score (beam search)",
-            "serve": "source_ids, target_ids -> logits",
-        },
+        "signatures": SIGNATURES,
         "options": options,
         "truncation": (
             f"sources are cut to {model.max_length - 1} subwords plus the "
@@ -359,6 +405,8 @@ class _TranslationGraph:
             shape_invariants=(
                 tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None])
             ),
+            # One chunk at a time: memory stays that of `batch_size` rows.
+            parallel_iterations=1,
         )
         # Back to the input's order; blank strings get "" and score 0
         # (the extra last entry).

@@ -27,7 +27,7 @@ def test_notebook_is_committed_clean_with_badge_and_install(name):
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert all(not cell.outputs and cell.execution_count is None for cell in code)
     first = notebook.cells[0].source
-    assert f"colab.research.google.com/github/" in first
+    assert "colab.research.google.com/github/" in first
     assert f"/blob/main/notebooks/{name})" in first
     assert "google.colab" in code[0].source and "pip" in code[0].source
     assert "list_physical_devices(\"GPU\")" in code[1].source

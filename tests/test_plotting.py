@@ -53,8 +53,20 @@ def test_plot_attention_draws_every_head_and_saves_a_png(translator, tmp_path):
     )
     (ax,) = [ax for ax in fig.axes if ax.get_images()]
     labels = [t.get_text() for t in ax.get_yticklabels()]
-    assert labels[-1] == "</s>" and len(labels) == len(translator.target_tokenizer.tokenize("a dog").numpy()) + 1
+    pieces = translator.target_tokenizer.tokenize("a dog").numpy()
+    assert labels[-1] == "</s>" and len(labels) == len(pieces) + 1
     assert "Round 1 of 2" in fig._suptitle.get_text()
+
+
+def test_without_a_translation_the_voted_tokens_are_drawn(translator):
+    text = "ein hundo siehta"
+    data = attention_for_pair(translator, text, max_new_tokens=6)
+    tokens = translator.model.generate(translator.encode([text]), max_new_tokens=6)[0]
+    ended = np.flatnonzero(tokens == 3)
+    voted = tokens[: ended[0] if len(ended) else len(tokens)]
+    tokenizer = translator.target_tokenizer
+    assert data["voted_tokens"] == [tokenizer.id_to_token(i) for i in voted] + ["</s>"]
+    assert data["translation"] == tokenizer.detokenize_to_strings(tokens[None])[0]
 
 
 def test_plot_attention_rejects_bad_arguments(translator):

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,6 +14,7 @@ import tensorflow as tf
 import keras_stageshow as ks
 from keras_stageshow import serving
 from keras_stageshow.datasets import load_multi30k
+from keras_stageshow.files import current_umask
 from keras_stageshow.layers.utils import update_along
 from keras_stageshow.training.run import train_translation_run
 
@@ -64,7 +66,11 @@ CASES = {
     "empty": ["", "Ein Hund läuft.", "   "],
     "long": ["Ein Hund läuft über die Wiese und " * 20],
     "non_ascii": ["Über Ähren grüßt ein Bär: ½ € — 日本語 🙂 ça!"],
+    "all_blank": ["", " \t"],
+    "none": [],
 }
+# Exported with --batch-size 3, so "eight" and "three" decode in chunks.
+BATCH_SIZE = 3
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +95,8 @@ def exported(run_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("serving") / "models" / "translator"
     result = subprocess.run(
         [sys.executable, "-m", "keras_stageshow", "export", "--model", str(run_dir),
-         "--out", str(base), "--num-beams", "3", "--length-penalty", "0.6"],
+         "--out", str(base), "--num-beams", "3", "--length-penalty", "0.6",
+         "--batch-size", str(BATCH_SIZE)],
         capture_output=True, text=True, timeout=600, env=ENV,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -127,16 +134,21 @@ def test_export_writes_the_tf_serving_layout(exported, run_dir):
         assert config["lowercase"] is True
     description = serving.read_export_description(str(exported))
     assert description["options"]["num_beams"] == 3
+    assert str(MAX_LENGTH - 1) in description["truncation"]
+    # Readable by a TF Serving process running as another user.
+    assert os.stat(exported).st_mode & 0o055 == 0o055 & ~current_umask()
     assert description["model"]["max_length"] == MAX_LENGTH
 
 
 def test_fresh_process_translates_exactly_as_the_library(served, translator):
     assert served["imported"] == []
     for name, texts in CASES.items():
-        greedy, greedy_scores = translator.translate(texts, return_scores=True)
+        greedy, greedy_scores = translator.translate(
+            texts, batch_size=BATCH_SIZE, return_scores=True
+        )
         beam, beam_scores = translator.translate(
             texts, strategy="beam", num_beams=3, length_penalty=0.6,
-            return_scores=True,
+            batch_size=BATCH_SIZE, return_scores=True,
         )
         assert served[f"{name}/serving_default"]["translation"] == greedy, name
         assert served[f"{name}/beam_search"]["translation"] == beam, name
@@ -158,14 +170,9 @@ def test_batch_sizes_empty_long_and_non_ascii_inputs(served):
         # Longer than max_length: truncated, not rejected.
         assert served[f"long/{signature}"]["translation"][0] != ""
         assert len(served[f"non_ascii/{signature}"]["translation"]) == 1
+        assert served[f"all_blank/{signature}"]["translation"] == ["", ""]
+        assert served[f"none/{signature}"] == {"translation": [], "score": []}
     assert served["logits_shape"] == [1, 2, 400]
-
-
-def test_long_source_is_truncated_as_documented(translator, exported):
-    ids = translator.encode(CASES["long"])
-    assert ids.shape == (1, MAX_LENGTH)
-    description = serving.read_export_description(str(exported))
-    assert str(MAX_LENGTH - 1) in description["truncation"]
 
 
 def test_saved_model_cli_shows_and_runs_the_signatures(exported):
@@ -260,7 +267,8 @@ def test_blank_pattern_matches_python_isspace():
     chars = [chr(c) for c in range(0x3100) if not 0xD800 <= c < 0xE000]
     blank = tf.strings.regex_full_match(chars, serving.BLANK_PATTERN).numpy()
     assert blank.tolist() == [c.isspace() for c in chars]
-    assert tf.strings.regex_full_match(["", " \t\u3000", " a "], serving.BLANK_PATTERN).numpy().tolist() == [True, True, False]
+    examples = tf.strings.regex_full_match(["", " \t\u3000", " a "], serving.BLANK_PATTERN)
+    assert examples.numpy().tolist() == [True, True, False]
 
 
 def test_update_along_equals_slice_update():
@@ -273,3 +281,35 @@ def test_update_along_equals_slice_update():
     tokens = np.zeros((2, 4), "int32")
     out = update_along(tokens, 1, np.array([[5], [6]], "int32"), 1)
     np.testing.assert_array_equal(out, [[0, 5, 0, 0], [0, 6, 0, 0]])
+    # In a graph, in float16, at a traced index: the static shape is kept.
+    traced = tf.function(lambda c, i: update_along(c, i, new, 2))
+    half = traced(tf.constant(cache, "float16"), tf.constant(4))
+    assert half.dtype == tf.float16 and half.shape == cache.shape
+    np.testing.assert_array_equal(half[:, :, 4], -1.0)
+
+
+def test_mixed_precision_model_exports_in_its_policy_or_float32(tmp_path):
+    from conftest import tiny_transformer
+    from keras_stageshow.datasets.synthetic import stage_language_pairs
+
+    keras.config.set_dtype_policy("mixed_float16")  # reset by conftest
+    source, target = stage_language_pairs(300, seed=0)
+    tok = ks.SubwordTokenizer.train([source, target], vocabulary_size=100)
+    translator = ks.Translator(
+        tiny_transformer(vocab=tok.vocabulary_size, max_length=40), tok, tok
+    )
+    texts = ["ein hundo siehta", "de katzo klein magta"]
+    for dtype, policy in ((None, "mixed_float16"), ("float32", "float32")):
+        path = translator.export(str(tmp_path / "m"), dtype=dtype)
+        model = serving.read_export_description(path)["model"]
+        assert model["dtype"]["config"]["name"] == policy
+        served = tf.saved_model.load(path)
+        out = served.signatures["serving_default"](text=tf.constant(texts))
+        assert len(out["translation"]) == 2
+        if dtype is None:  # the same arithmetic as the library
+            got = [t.decode() for t in out["translation"].numpy()]
+            assert got == translator.translate(texts)
+        logits = served.signatures["serve"](
+            source_ids=tf.constant([[5, 6, 3]]), target_ids=tf.constant([[2]])
+        )["logits"]
+        assert logits.dtype == tf.float32 and np.isfinite(logits.numpy()).all()

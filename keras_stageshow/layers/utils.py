@@ -56,6 +56,7 @@ def update_along(inputs, index, updates, axis):
     concat instead: core ops, the same values. Other backends keep
     `slice_update` (a native dynamic-update-slice).
     """
+    updates = ops.cast(updates, inputs.dtype)
     if backend.backend() != "tensorflow":
         start = [0] * len(inputs.shape)
         start[axis] = index
@@ -66,7 +67,7 @@ def update_along(inputs, index, updates, axis):
     length = tf.shape(updates)[axis]
     rest = tf.shape(inputs)[axis] - index - length
     before, _, after = tf.split(inputs, tf.stack([index, length, rest]), axis)
-    outputs = tf.concat([before, tf.cast(updates, inputs.dtype), after], axis)
+    outputs = tf.concat([before, updates, after], axis)
     outputs.set_shape(inputs.shape)  # for `while_loop`: the shape is kept
     return outputs
 

@@ -273,7 +273,8 @@ class SubwordTokenizer:
 
 
 def visible_ids(ids, vocabulary_size):
-    """The ids a reader sees, from ragged ids `(batch, (len))`: the tokens
+    """The ids a reader sees, from ids `(batch, len)` (dense 0-padded or
+    ragged), as a ragged tensor: the tokens
     before the first end token, without padding, unknown or start tokens.
     (Also used by the exported SavedModel's graph.)"""
     tf = _tf()
