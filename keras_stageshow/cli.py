@@ -293,6 +293,12 @@ def _add_train_parser(commands):
         type=float,
         help="stop at the last epoch that ends within this time",
     )
+    rec.add_argument(
+        "--backup-every-steps",
+        type=int,
+        default=d["backup_every_steps"],
+        help="steps between backups (a killed run resumes from the last one)",
+    )
     train.add_argument("--out", required=True, help="the RUN_DIR")
     train.add_argument(
         "--quiet", action="store_true", help="one line per epoch, no progress bars"

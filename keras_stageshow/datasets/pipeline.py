@@ -88,6 +88,8 @@ def make_translation_dataset(
     shuffle=True,
     seed=0,
     return_stats=False,
+    epoch=None,
+    skip_batches=0,
 ):
     """A `tf.data.Dataset` of `((source_ids, target_in), target_out)`.
 
@@ -109,6 +111,14 @@ def make_translation_dataset(
         return_stats: bool, also return a dict with `batches`, `sentences`,
             `source_tokens`, `target_tokens` and the `source_padding` and
             `target_padding` fractions.
+        epoch: None, an int, or an int64 `tf.Variable`. With `shuffle`,
+            the order is by default a new one every time the dataset is
+            iterated; with `epoch`, it is a seeded permutation of the epoch
+            number (read when iteration starts, for a variable), so that a
+            training run resumed in another process visits the batches in
+            the same order as an uninterrupted one.
+        skip_batches: int, leave out the first batches of that order (the
+            ones an interrupted epoch had already trained on).
 
     Example:
     >>> ds = make_translation_dataset(de, en, de_tok, en_tok, max_length=128)
@@ -136,9 +146,27 @@ def make_translation_dataset(
         target_ids = tf.gather(target, rows).to_tensor()
         return (source_ids, target_ids[:, :-1]), target_ids[:, 1:]
 
-    dataset = tf.data.Dataset.range(len(batches))
-    if shuffle:
-        dataset = dataset.shuffle(len(batches), seed=seed, reshuffle_each_iteration=True)
+    count = len(batches)
+    if not 0 <= skip_batches < count:
+        raise ValueError(
+            f"`skip_batches` must be in [0, {count}) (the dataset has {count} "
+            f"batches); received {skip_batches!r}."
+        )
+    dataset = tf.data.Dataset.range(skip_batches, count)
+    if shuffle and epoch is None:
+        dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    elif shuffle:
+
+        def position_to_batch(position):
+            # A stateless permutation of [0, count) keyed by (seed, epoch).
+            key = tf.stack(
+                [tf.constant(seed, "int64"), tf.cast(tf.convert_to_tensor(epoch), "int64")]
+            )
+            return tf.random.experimental.index_shuffle(
+                position, key, max_index=count - 1
+            )
+
+        dataset = dataset.map(position_to_batch)
     dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     if not return_stats:

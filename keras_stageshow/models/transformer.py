@@ -393,6 +393,35 @@ class Transformer(keras.Model):
                 break
         return tokens[:, 1:], scores
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras's TensorFlow trainer builds the model, under a tf.distribute
+        # strategy, from one batch reduced with "MEAN" across replicas: the
+        # token ids become float averages (which fail the id checks), and
+        # under MultiWorkerMirroredStrategy the collective reduce of a nested
+        # batch raises. The build needs only shapes and dtypes: one
+        # replica's batch has them.
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator, data_batch)
+        import tensorflow as tf
+
+        def one_replica(value):
+            if isinstance(value, tf.distribute.DistributedValues):
+                return strategy.experimental_local_results(value)[0]
+            return value
+
+        for _, _, batches in iterator:
+            data_batch = keras.tree.map_structure(one_replica, next(batches))
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def train_step(self, data):
+        return _reducible_across_workers(super().train_step(data))
+
+    def test_step(self, data):
+        return _reducible_across_workers(super().test_step(data))
+
     def compile(
         self,
         optimizer=None,
@@ -461,6 +490,28 @@ class Transformer(keras.Model):
             }
         )
         return config
+
+
+def _reducible_across_workers(logs):
+    """Under MultiWorkerMirroredStrategy, Keras's TensorFlow trainer reduces
+    each step's logs with `strategy.reduce("MEAN", value, axis=0)`, which
+    fails on scalars; as shape-(1,) tensors they reduce to the same scalars.
+    Elsewhere the logs are returned as they are."""
+    if keras.backend.backend() != "tensorflow":
+        return logs
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    extended = getattr(strategy, "extended", None)
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        getattr(extended, "_in_multi_worker_mode", lambda: False)()
+    )
+    if not multi_worker:
+        return logs
+    return {
+        name: ops.reshape(value, (1,)) if len(ops.shape(value)) == 0 else value
+        for name, value in logs.items()
+    }
 
 
 def _round_up(value, multiple):

@@ -62,7 +62,12 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
                     sample_weight = ops.expand_dims(sample_weight, -1)
                 weights = weights * sample_weight
             losses = self.call(y_true, y_pred)
-            return ops.sum(losses * weights) / ops.maximum(ops.sum(weights), 1.0)
+            # Under tf.distribute each replica divides by the token count of
+            # the whole global batch: the replicas' losses (and gradients)
+            # then sum to the global mean over real tokens, as on one device,
+            # however the padding falls across replicas.
+            count = _sum_over_replicas(ops.sum(weights))
+            return ops.sum(losses * weights) / ops.maximum(count, 1.0)
 
     def call(self, y_true, y_pred):
         """Per-token losses, padding included. # (batch, target_len)"""
@@ -88,3 +93,24 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
             }
         )
         return config
+
+
+def _sum_over_replicas(value):
+    """`value` summed over the replicas of a tf.distribute strategy (in a
+    replica context), else `value`.
+
+    Each replica then returns its share of the global mean (its tokens'
+    loss over all replicas' token count): the shares sum to the global mean,
+    so the gradients summed across replicas are the global mean's, and so is
+    the loss Keras reports (the shares times the number of replicas,
+    averaged)."""
+    if keras.backend.backend() != "tensorflow":
+        return value
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy():
+        return value
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce("sum", ops.stop_gradient(value))

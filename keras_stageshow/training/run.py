@@ -8,18 +8,23 @@
       model.keras           the best model so far on validation loss
       history.csv           one row per epoch (Keras CSVLogger)
       logs/                 TensorBoard
-      backup/               Keras BackupAndRestore state while training
+      backup/               `StepBackup` state while training
 
 Running the same command again on the same RUN_DIR resumes: the tokenizers
-and settings are read back, BackupAndRestore restores the weights, the
-optimizer and the epoch, and training goes on. Every file this module
-writes itself goes through a temporary name and a rename.
+and settings are read back, `StepBackup` restores the weights, the
+optimizer, the epoch and the batches done in it, the rest of that epoch is
+trained on the batches it had not seen (each epoch's batch order is fixed by
+the epoch number), and training goes on: a run killed at any moment ends
+with as many steps as an uninterrupted one. Every file this module writes
+itself goes through a temporary name and a rename.
 """
 
 import os
+import shutil
 import time
 
 import keras
+import tensorflow as tf
 
 from keras_stageshow.files import read_json
 from keras_stageshow.files import save_model_atomically
@@ -53,10 +58,13 @@ TRAINING_SETTINGS = {
     "jit_compile": False,
     "seed": 0,
     "time_limit_minutes": None,
+    "backup_every_steps": 200,
 }
 DEFAULT_SETTINGS = {**MODEL_SETTINGS, **TOKENIZER_SETTINGS, **TRAINING_SETTINGS}
 # Settings that may change when a run is resumed (the rest must match).
-RESUMABLE_SETTINGS = ("epochs", "time_limit_minutes", "jit_compile")
+RESUMABLE_SETTINGS = (
+    "epochs", "time_limit_minutes", "jit_compile", "backup_every_steps",
+)
 
 
 def is_run_dir(path):
@@ -102,6 +110,7 @@ def train_translation_run(
     """
     from keras_stageshow.datasets.pipeline import make_translation_dataset
     from keras_stageshow.models.transformer import Transformer
+    from keras_stageshow.training.backup import StepBackup
     from keras_stageshow.tokenizers import SubwordTokenizer
 
     unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
@@ -149,13 +158,17 @@ def train_translation_run(
         target_tokenizer=target_tokenizer,
         max_length=config["max_length"],
         tokens_per_batch=config["tokens_per_batch"],
-        return_stats=True,
     )
+    # Each epoch's batch order is a permutation keyed by the epoch number
+    # (set by `_EpochNumber` as the epoch begins), so a resumed run sees
+    # the batches an uninterrupted one would.
+    epoch_number = tf.Variable(0, dtype="int64", trainable=False)
     train_data, train_stats = make_translation_dataset(
-        *train_pairs, seed=config["seed"], **common
+        *train_pairs, seed=config["seed"], epoch=epoch_number, return_stats=True,
+        **common,
     )
     val_data, val_stats = make_translation_dataset(
-        *val_pairs, shuffle=False, **common
+        *val_pairs, shuffle=False, return_stats=True, **common
     )
     run["train_data"], run["val_data"] = train_stats, val_stats
 
@@ -177,43 +190,77 @@ def train_translation_run(
 
     backup_dir = os.path.join(out, "backup")
     if run["status"] != "complete" and run["epochs_done"] < config["epochs"]:
-        if run["epochs_done"] and not os.path.isdir(backup_dir):
+        backup = StepBackup(backup_dir, config.get("backup_every_steps", 200))
+        if run["epochs_done"] and backup.state() is None:
             raise ValueError(
                 f"{out} has {run['epochs_done']} finished epochs but no backup/ "
                 "folder to resume them from, so resuming would silently start "
                 "over. Train into a new --out folder (the best model so far is "
                 f"{os.path.join(out, MODEL_FILE)})."
             )
+        epoch, batches_done = backup.restore(model)
         run["status"] = "training"
         write_json_atomically(run_path, run)
-        all_callbacks = [
-            # Before BackupAndRestore: at the end it marks the run complete
-            # before the backup is deleted, so no moment exists where the
-            # run is unfinished and has no backup.
-            RunProgress(out, run),
-            keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True),
-            keras.callbacks.CSVLogger(
-                os.path.join(out, "history.csv"), append=True
-            ),
-            keras.callbacks.TensorBoard(os.path.join(out, "logs")),
-            *callbacks,
-        ]
-        with _RunLock(out):
+        progress = RunProgress(out, run)
+
+        def fit(data, first_epoch, last_epoch, batch_offset=0):
+            backup.batch_offset = batch_offset
             model.fit(
-                train_data,
+                data,
                 validation_data=val_data,
-                epochs=config["epochs"],
-                callbacks=all_callbacks,
-                shuffle=False,  # the dataset shuffles its batches every epoch
+                initial_epoch=first_epoch,
+                epochs=last_epoch,
+                callbacks=[
+                    _EpochNumber(epoch_number),
+                    progress,
+                    backup,
+                    keras.callbacks.CSVLogger(
+                        os.path.join(out, "history.csv"), append=True
+                    ),
+                    keras.callbacks.TensorBoard(os.path.join(out, "logs")),
+                    *callbacks,
+                ],
+                shuffle=False,  # the dataset orders its batches every epoch
                 verbose=verbose,
             )
+
+        with _RunLock(out):
+            if batches_done:
+                # The rest of the interrupted epoch: its batches in the same
+                # order, without those already trained on.
+                rest = make_translation_dataset(
+                    *train_pairs, seed=config["seed"], epoch=epoch,
+                    skip_batches=batches_done, **common,
+                )
+                if verbose:
+                    print(
+                        f"Resuming epoch {epoch + 1} after its first "
+                        f"{batches_done} batches."
+                    )
+                fit(rest, epoch, epoch + 1, batch_offset=batches_done)
+                epoch += 1
+            if epoch < config["epochs"] and not run.get("stopped_by_time_limit"):
+                fit(train_data, epoch, config["epochs"])
     run = read_run(out)
     if run["status"] != "complete":
-        # All epochs were already done (a kill came after the last one but
-        # before the run was marked complete): nothing was left to train.
+        # Marked complete before the backup is deleted, so no moment exists
+        # where the run is unfinished and has no backup.
         run["status"] = "complete"
         write_json_atomically(run_path, run)
+    if os.path.isdir(backup_dir):
+        shutil.rmtree(backup_dir)
     return run
+
+
+class _EpochNumber(keras.callbacks.Callback):
+    """Sets the variable that orders the training dataset's batches."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
 
 
 class RunProgress(keras.callbacks.Callback):
@@ -240,6 +287,7 @@ class RunProgress(keras.callbacks.Callback):
         seconds = time.monotonic() - self._epoch_start
         run["train_seconds"] = round(run["train_seconds"] + seconds, 1)
         run["epochs_done"] = epoch + 1
+        run["steps_done"] = int(self.model.optimizer.iterations.numpy())
         val_loss = logs.get("val_loss")
         if val_loss is not None and (
             run["best_val_loss"] is None or val_loss < run["best_val_loss"]
@@ -254,9 +302,6 @@ class RunProgress(keras.callbacks.Callback):
             run["stopped_by_time_limit"] = True
         write_json_atomically(os.path.join(self.out, RUN_FILE), run)
 
-    def on_train_end(self, logs=None):
-        self.run["status"] = "complete"
-        write_json_atomically(os.path.join(self.out, RUN_FILE), self.run)
 
 
 class _RunLock:

@@ -1,0 +1,103 @@
+"""A training backup that resumes to the step, not to the epoch."""
+
+import os
+
+import keras
+
+from keras_stageshow.files import read_json
+from keras_stageshow.files import write_json_atomically
+
+STATE_FILE = "state.json"
+
+
+class StepBackup(keras.callbacks.Callback):
+    """Backs up the model and optimizer every `every_steps` steps and at
+    each epoch's end, so that a killed run resumes where it was.
+
+    Keras's `BackupAndRestore(save_freq=N)` also saves mid-epoch, but on
+    restore it only knows the epoch: the interrupted epoch starts over from
+    its first batch with the mid-epoch weights, so the resumed run trains
+    more steps than an uninterrupted one. This backup also records how many
+    batches of the epoch were done; `restore` returns that number, and the
+    caller trains the rest of that epoch on the batches not yet seen (see
+    `train_translation_run`, whose dataset visits the batches of each epoch
+    in an order fixed by the epoch number).
+
+    Each backup is written to a new file, then `state.json` (atomic) is
+    switched to it, then the previous file is deleted: a kill at any moment
+    leaves a state that names a complete file.
+
+    Args:
+        directory: str, the backup folder.
+        every_steps: int, steps between backups (and one at each epoch end).
+        batch_offset: int, batches of the first epoch done before this fit
+            (what `restore` returned), so the recorded count is the epoch's.
+
+    Example:
+    >>> backup = StepBackup("run/backup", every_steps=200)
+    >>> epoch, batches_done = backup.restore(model)   # (0, 0) the first time
+    """
+
+    def __init__(self, directory, every_steps=200, batch_offset=0):
+        super().__init__()
+        if not isinstance(every_steps, int) or every_steps < 1:
+            raise ValueError(
+                f"`every_steps` must be an int >= 1; received {every_steps!r}."
+            )
+        self.directory = os.fspath(directory)
+        self.every_steps = every_steps
+        self.batch_offset = batch_offset
+        self._epoch = 0
+
+    def restore(self, model):
+        """Loads the last backup into `model` (built and compiled) and
+        returns `(epoch, batches_done)`; `(0, 0)` when there is none."""
+        state = self.state()
+        if state is None:
+            return 0, 0
+        path = os.path.join(self.directory, state["weights"])
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"The backup state in {self.directory!r} names {state['weights']!r}, "
+                "which is missing; the backup is damaged. Delete the backup "
+                "folder to start the run over."
+            )
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(path)
+        return int(state["epoch"]), int(state["batches_done"])
+
+    def state(self):
+        path = os.path.join(self.directory, STATE_FILE)
+        if not os.path.isfile(path):
+            return None
+        return read_json(path, "Backup state")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = self.batch_offset + batch + 1
+        if done % self.every_steps == 0:
+            self._save(self._epoch, done)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.batch_offset = 0
+        self._save(epoch + 1, 0)
+
+    def _save(self, epoch, batches_done):
+        os.makedirs(self.directory, exist_ok=True)
+        previous = self.state()
+        name = f"backup-{epoch}-{batches_done}.weights.h5"
+        path = os.path.join(self.directory, name)
+        tmp = os.path.join(self.directory, f".{name}.tmp.weights.h5")
+        self.model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, path)
+        write_json_atomically(
+            os.path.join(self.directory, STATE_FILE),
+            {"epoch": epoch, "batches_done": batches_done, "weights": name},
+        )
+        if previous and previous["weights"] != name:
+            stale = os.path.join(self.directory, previous["weights"])
+            if os.path.exists(stale):
+                os.remove(stale)
