@@ -107,3 +107,42 @@ def test_generate_arguments():
         model.generate(IDS, max_new_tokens=100)
     with pytest.raises(ValueError, match="end_id"):
         model.generate(IDS, end_id=500)
+
+
+H3 = np.ones((1, 3, 16), "float32")
+H2 = np.ones((3, 16), "float32")
+INT_H3 = np.ones((1, 3, 16), "int32")
+
+# Every public layer: (make, call arguments of the wrong rank, call arguments
+# of the wrong dtype, the argument the errors must name).
+LAYERS = {
+    "Preprocess": (lambda: ks.Preprocess(10, 16), (H3,), (IDS.astype("float32"),), "token_ids"),
+    "Rehearsal": (lambda: ks.Rehearsal(num_heads=2, key_dim=8), (H2, H2), (INT_H3, INT_H3), "query"),
+    "Adjust": (lambda: ks.Adjust(), (H2, H2), (INT_H3, INT_H3), "inputs"),
+    "CrewDiscussion": (lambda: ks.CrewDiscussion(d_ff=8), (H2,), (INT_H3,), "x"),
+    "AssessmentDiscussion": (lambda: ks.AssessmentDiscussion(d_ff=8), (H2,), (INT_H3,), "x"),
+    "PracticeRound": (lambda: ks.PracticeRound(num_heads=2, d_ff=8), (H2,), (INT_H3,), "x"),
+    "StageShow": (
+        lambda: ks.StageShow(10, num_layers=1, d_model=16, num_heads=2, d_ff=8),
+        (H3,), (IDS.astype("float32"),), "token_ids",
+    ),
+    "AskQuestions": (lambda: ks.AskQuestions(num_heads=2), (H2,), (INT_H3,), "target"),
+    "WatchShow": (lambda: ks.WatchShow(num_heads=2), (H2, H3), (INT_H3, H3), "questions"),
+    "AssessmentRound": (
+        lambda: ks.AssessmentRound(num_heads=2, d_ff=8), (H2, H3), (INT_H3, H3), "target"
+    ),
+    "OscarAssessment": (
+        lambda: ks.OscarAssessment(10, num_layers=1, d_model=16, num_heads=2, d_ff=8),
+        (H3, H3), (IDS.astype("float32"), H3), "token_ids",
+    ),
+    "Voting": (lambda: ks.Voting(10), (H2,), (INT_H3,), "dec_output"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_every_public_layer_rejects_wrong_rank_and_dtype(name):
+    make, wrong_rank, wrong_dtype, argument = LAYERS[name]
+    with pytest.raises(ValueError, match=rf"rank-\d.*`?{argument}`?|`{argument}` must be a rank"):
+        make()(*wrong_rank)
+    with pytest.raises(ValueError, match=rf"`{argument}` must hold (floating-point|integer)"):
+        make()(*wrong_dtype)

@@ -66,3 +66,28 @@ def test_bad_inputs_have_clear_errors(translator, tmp_path):
     (tmp_path / "run" / "model.keras").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a .keras archive"):
         Translator.load(tmp_path / "run")
+
+
+def test_a_saved_run_holds_no_code_and_loading_runs_none(translator, tmp_path):
+    import zipfile
+
+    import keras
+
+    if not translator.model.built:
+        translator.model.build(((None, None), (None, None)))
+    translator.save(tmp_path / "run")
+    with zipfile.ZipFile(tmp_path / "run" / "model.keras") as archive:
+        # JSON config and HDF5 weights only: nothing pickled.
+        assert sorted(archive.namelist()) == [
+            "config.json", "metadata.json", "model.weights.h5"
+        ]
+    for side in ("source_tokenizer", "target_tokenizer"):
+        assert sorted(p.name for p in (tmp_path / "run" / side).iterdir()) == [
+            "sentencepiece.model", "tokenizer.json"
+        ]
+    # A model.keras carrying Python code (a Lambda layer's bytecode) is
+    # refused by safe mode instead of being run.
+    code = keras.Sequential([keras.Input((1,)), keras.layers.Lambda(lambda x: x * 2.0)])
+    code.save(tmp_path / "run" / "model.keras")
+    with pytest.raises(ValueError, match="could not be loaded.*safe_mode"):
+        Translator.load(tmp_path / "run")

@@ -1,5 +1,7 @@
 import keras
 
+from keras_stageshow.layers.utils import check_last_dim
+from keras_stageshow.layers.utils import check_rank
 from keras_stageshow.layers.utils import check_rate
 
 
@@ -45,6 +47,7 @@ class Adjust(keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, inputs_shape):
+        check_rank(inputs_shape, 3, "inputs", "of shape (batch, seq_len, d_model)")
         self.dropout = keras.layers.Dropout(
             self.dropout_rate, dtype=self.dtype_policy, name="dropout"
         )
@@ -62,6 +65,8 @@ class Adjust(keras.layers.Layer):
         return self.layer_norm(x) if self.norm_first else x
 
     def call(self, inputs, residual, training=None):
+        check_last_dim(inputs, None, "inputs")
+        check_last_dim(residual, inputs.shape[-1], "residual")
         x = self.dropout(inputs, training=training)
         x = x + residual
         if not self.norm_first:

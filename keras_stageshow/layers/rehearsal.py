@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_stageshow.layers.utils import causal_attention_mask
+from keras_stageshow.layers.utils import check_last_dim
 from keras_stageshow.layers.utils import detached_keras_masks
 from keras_stageshow.layers.utils import key_padding_attention_mask
 from keras_stageshow.layers.utils import merge_attention_masks
@@ -111,6 +112,8 @@ class Rehearsal(keras.layers.MultiHeadAttention):
         return_attention_scores=False,
         training=None,
     ):
+        check_last_dim(query, None, "query")
+        check_last_dim(value, None, "value")
         if key is None:
             key = value
         updating_cache = cache is not None and cache_update_index is not None

@@ -125,6 +125,15 @@ def check_rank(shape, rank, name, what):
 
 
 def check_last_dim(x, expected, name):
+    """Checks hidden states at a layer's call: floating point, and (when
+    `expected` is given) `d_model` wide; errors name `name`."""
+    dtype = backend.standardize_dtype(x.dtype)
+    if "float" not in dtype:
+        raise ValueError(
+            f"`{name}` must hold floating-point hidden states (batch, seq_len, "
+            f"d_model); received dtype {dtype}. Token ids enter the model "
+            "through `Preprocess`, `StageShow` or `OscarAssessment`."
+        )
     last = x.shape[-1]
     if last is not None and expected is not None and last != expected:
         raise ValueError(
