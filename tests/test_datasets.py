@@ -137,3 +137,32 @@ def test_loader_copies_are_not_needed_for_a_gz_free_folder(data_dir, tmp_path):
             shutil.copyfileobj(f, g)
     de, en = load_multi30k("val", data_dir=str(tmp_path))
     assert len(de) == len(en) == 1014
+
+
+def test_epoch_keyed_order_is_fixed_per_epoch_and_skips_exactly():
+    import tensorflow as tf
+
+    from keras_stageshow.datasets import make_translation_dataset
+    from keras_stageshow.datasets.synthetic import stage_language_pairs
+
+    source, target = stage_language_pairs(300, seed=0)
+    tok = SubwordTokenizer.train([source, target], vocabulary_size=80)
+
+    def batches(**options):
+        dataset = make_translation_dataset(
+            source, target, tok, tok, max_length=40, tokens_per_batch=200, **options
+        )
+        return [tuple(s.numpy().ravel()[:8]) for (s, _), _ in dataset]
+
+    epoch = tf.Variable(0, dtype="int64")
+    first = batches(epoch=epoch)
+    epoch.assign(1)
+    second = batches(epoch=epoch)
+    assert first != second and sorted(first) == sorted(second)
+    # Read when iteration starts; the same as a fixed epoch number.
+    assert batches(epoch=1) == second and batches(epoch=0) == first
+    assert batches(epoch=1, skip_batches=3) == second[3:]
+    with pytest.raises(ValueError, match="skip_batches"):
+        batches(skip_batches=3)  # a new random order has no "first" batches
+    with pytest.raises(ValueError, match="skip_batches"):
+        batches(epoch=0, skip_batches=len(first))

@@ -84,19 +84,35 @@ def test_mirrored_strategy_matches_one_device(single_device):
     np.testing.assert_allclose(mirrored["loss"], single_device["loss"], rtol=1e-4)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count):
+    """Distinct free ports (each socket stays open until all are chosen)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def test_multi_worker_mirrored_strategy_matches_one_device(single_device):
-    workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     processes = []
-    for index in range(2):
-        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        processes.append(run("worker", env={**ENV, "TF_CONFIG": json.dumps(config)}))
-    outcomes = [result(p) for p in processes]
+    try:
+        for index in range(2):
+            config = {
+                "cluster": {"worker": workers},
+                "task": {"type": "worker", "index": index},
+            }
+            processes.append(
+                run("worker", env={**ENV, "TF_CONFIG": json.dumps(config)})
+            )
+        outcomes = [result(p) for p in processes]
+    finally:
+        for process in processes:  # a failed worker must not leave the other waiting
+            if process.poll() is None:
+                process.kill()
     for outcome in outcomes:
         assert outcome["replicas"] == 2
         np.testing.assert_allclose(outcome["loss"], single_device["loss"], rtol=1e-4)

@@ -34,9 +34,9 @@ def test_sigkill_mid_epoch_then_resume_gives_the_full_number_of_steps(
 ):
     out = tmp_path / "run"
     state_file = out / "backup" / "state.json"
+    log = open(tmp_path / "first.log", "w")  # a file: a pipe could fill and block
     process = subprocess.Popen(
-        train_command(data_dir, out), env=ENV,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        train_command(data_dir, out), env=ENV, stdout=log, stderr=subprocess.STDOUT,
     )
     killed_at = None
     deadline = time.monotonic() + 600
@@ -52,9 +52,12 @@ def test_sigkill_mid_epoch_then_resume_gives_the_full_number_of_steps(
             killed_at = state
             break
         time.sleep(0.05)
+    if killed_at is None:
+        process.kill()
+    log.close()
     assert killed_at is not None, (
         "the run ended before it could be killed mid-epoch: "
-        + (process.stderr.read()[-2000:] if process.stderr else "")
+        + (tmp_path / "first.log").read_text()[-2000:]
     )
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "training" and run["epochs_done"] == 1

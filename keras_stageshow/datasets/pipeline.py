@@ -152,6 +152,11 @@ def make_translation_dataset(
             f"`skip_batches` must be in [0, {count}) (the dataset has {count} "
             f"batches); received {skip_batches!r}."
         )
+    if skip_batches and shuffle and epoch is None:
+        raise ValueError(
+            "`skip_batches` needs a fixed order: pass `epoch` (the epoch whose "
+            "first batches to skip), or `shuffle=False`."
+        )
     dataset = tf.data.Dataset.range(skip_batches, count)
     if shuffle and epoch is None:
         dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)

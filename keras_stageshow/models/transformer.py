@@ -416,11 +416,13 @@ class Transformer(keras.Model):
         with strategy.scope():
             self._symbolic_build(data_batch=data_batch)
 
-    def train_step(self, data):
-        return _reducible_across_workers(super().train_step(data))
+    def train_step(self, *args, **kwargs):
+        # (JAX's trainer passes `state` too, and gets `(logs, state)` back;
+        # the helper leaves other backends' results as they are.)
+        return _reducible_across_workers(super().train_step(*args, **kwargs))
 
-    def test_step(self, data):
-        return _reducible_across_workers(super().test_step(data))
+    def test_step(self, *args, **kwargs):
+        return _reducible_across_workers(super().test_step(*args, **kwargs))
 
     def compile(
         self,

@@ -78,6 +78,11 @@ class StepBackup(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         done = self.batch_offset + batch + 1
+        if batch + 1 == self.params.get("steps"):
+            # The epoch's last batch: the backup at the epoch's end follows
+            # validation. A state saying "all batches done, epoch not ended"
+            # would leave nothing to resume.
+            return
         if done % self.every_steps == 0:
             self._save(self._epoch, done)
 
@@ -92,6 +97,8 @@ class StepBackup(keras.callbacks.Callback):
         path = os.path.join(self.directory, name)
         tmp = os.path.join(self.directory, f".{name}.tmp.weights.h5")
         self.model.save_weights(tmp, overwrite=True)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
         write_json_atomically(
             os.path.join(self.directory, STATE_FILE),

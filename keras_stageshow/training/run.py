@@ -29,6 +29,7 @@ import tensorflow as tf
 from keras_stageshow.files import read_json
 from keras_stageshow.files import save_model_atomically
 from keras_stageshow.files import write_json_atomically
+from keras_stageshow.files import write_text_atomically
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
@@ -108,17 +109,28 @@ def train_translation_run(
 
     Returns the run's `run.json` content after training.
     """
-    from keras_stageshow.datasets.pipeline import make_translation_dataset
-    from keras_stageshow.models.transformer import Transformer
-    from keras_stageshow.training.backup import StepBackup
-    from keras_stageshow.tokenizers import SubwordTokenizer
-
     unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
     if unknown:
         raise TypeError(
             f"Unknown training settings {unknown}; known: {sorted(DEFAULT_SETTINGS)}."
         )
     os.makedirs(out, exist_ok=True)
+    # One process per RUN_DIR, from reading run.json to the final clean-up.
+    with _RunLock(out):
+        return _train_locked(
+            out, train_pairs, val_pairs, data_description, verbose, callbacks,
+            settings,
+        )
+
+
+def _train_locked(
+    out, train_pairs, val_pairs, data_description, verbose, callbacks, settings
+):
+    from keras_stageshow.datasets.pipeline import make_translation_dataset
+    from keras_stageshow.models.transformer import Transformer
+    from keras_stageshow.tokenizers import SubwordTokenizer
+    from keras_stageshow.training.backup import StepBackup
+
     run_path = os.path.join(out, RUN_FILE)
     source_dir = os.path.join(out, "source_tokenizer")
     target_dir = os.path.join(out, "target_tokenizer")
@@ -162,7 +174,8 @@ def train_translation_run(
     # Each epoch's batch order is a permutation keyed by the epoch number
     # (set by `_EpochNumber` as the epoch begins), so a resumed run sees
     # the batches an uninterrupted one would.
-    epoch_number = tf.Variable(0, dtype="int64", trainable=False)
+    with tf.device("CPU:0"):  # read by the tf.data pipeline, on the host
+        epoch_number = tf.Variable(0, dtype="int64", trainable=False)
     train_data, train_stats = make_translation_dataset(
         *train_pairs, seed=config["seed"], epoch=epoch_number, return_stats=True,
         **common,
@@ -199,6 +212,9 @@ def train_translation_run(
                 f"{os.path.join(out, MODEL_FILE)})."
             )
         epoch, batches_done = backup.restore(model)
+        # Rows of epochs after the backup (a kill can come between the two
+        # writes) are trained again: keep one row per epoch.
+        _trim_history(os.path.join(out, "history.csv"), epoch)
         run["status"] = "training"
         write_json_atomically(run_path, run)
         progress = RunProgress(out, run)
@@ -213,34 +229,38 @@ def train_translation_run(
                 callbacks=[
                     _EpochNumber(epoch_number),
                     progress,
-                    backup,
                     keras.callbacks.CSVLogger(
                         os.path.join(out, "history.csv"), append=True
                     ),
                     keras.callbacks.TensorBoard(os.path.join(out, "logs")),
+                    backup,  # last: an epoch's backup follows its records
                     *callbacks,
                 ],
                 shuffle=False,  # the dataset orders its batches every epoch
                 verbose=verbose,
             )
 
-        with _RunLock(out):
-            if batches_done:
-                # The rest of the interrupted epoch: its batches in the same
-                # order, without those already trained on.
-                rest = make_translation_dataset(
-                    *train_pairs, seed=config["seed"], epoch=epoch,
-                    skip_batches=batches_done, **common,
+        if batches_done:
+            # The rest of the interrupted epoch: its batches in the same
+            # order, without those already trained on.
+            rest = make_translation_dataset(
+                *train_pairs, seed=config["seed"], epoch=epoch,
+                skip_batches=batches_done, **common,
+            )
+            if verbose:
+                print(
+                    f"Resuming epoch {epoch + 1} after its first "
+                    f"{batches_done} batches."
                 )
-                if verbose:
-                    print(
-                        f"Resuming epoch {epoch + 1} after its first "
-                        f"{batches_done} batches."
-                    )
-                fit(rest, epoch, epoch + 1, batch_offset=batches_done)
-                epoch += 1
-            if epoch < config["epochs"] and not run.get("stopped_by_time_limit"):
-                fit(train_data, epoch, config["epochs"])
+            fit(rest, epoch, epoch + 1, batch_offset=batches_done)
+            epoch += 1
+        if epoch < config["epochs"] and not run.get("stopped_by_time_limit"):
+            fit(train_data, epoch, config["epochs"])
+    elif verbose and config["epochs"] > run["epochs_done"]:
+        print(
+            f"The run in {out} is complete ({run['epochs_done']} epochs) and "
+            "final; to train longer, train into a new --out folder."
+        )
     run = read_run(out)
     if run["status"] != "complete":
         # Marked complete before the backup is deleted, so no moment exists
@@ -250,6 +270,27 @@ def train_translation_run(
     if os.path.isdir(backup_dir):
         shutil.rmtree(backup_dir)
     return run
+
+
+def _trim_history(path, epoch):
+    """Keeps the header and the rows of epochs before `epoch` in the
+    CSVLogger file at `path` (if there is one)."""
+    import csv
+    import io
+
+    if not os.path.isfile(path):
+        return
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    kept = [rows[0]] + [
+        row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) < epoch
+    ]
+    if len(kept) < len(rows):
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(kept)
+        write_text_atomically(path, text.getvalue())
 
 
 class _EpochNumber(keras.callbacks.Callback):
