@@ -1,0 +1,1 @@
+"""The peers keras_stageshow is measured against (benchmark-only code)."""
