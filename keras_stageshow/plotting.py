@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from keras_stageshow.layers.utils import is_int
+
 KINDS = {
     # name in `Transformer.attention_scores`: (title, rows, columns)
     "rehearsal": (
@@ -83,13 +85,13 @@ def plot_attention(
     model = translator.model
     kinds = _check_kinds(kinds)
     num_rounds, num_heads = model.num_layers, model.num_heads
-    if not _is_int(round_index) or not -num_rounds <= round_index < num_rounds:
+    if not is_int(round_index) or not -num_rounds <= round_index < num_rounds:
         raise ValueError(
             f"`round_index` must be an int in [-{num_rounds}, {num_rounds}) "
             f"(the model has {num_rounds} rounds); received {round_index!r}."
         )
     heads = list(range(num_heads)) if heads is None else list(heads)
-    if not heads or not all(_is_int(h) and 0 <= h < num_heads for h in heads):
+    if not heads or not all(is_int(h) and 0 <= h < num_heads for h in heads):
         raise ValueError(
             f"`heads` must be head indices in [0, {num_heads}); received {heads!r}."
         )
@@ -193,10 +195,6 @@ def attention_for_pair(
         "voted_tokens": pieces(target_tokenizer, outputs),
         "scores": scores,
     }
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _check_kinds(kinds):

@@ -35,10 +35,10 @@ import re
 import shutil
 import tempfile
 
-import numpy as np
 import tensorflow as tf
 
 from keras_stageshow.files import current_umask
+from keras_stageshow.layers.utils import is_int
 from keras_stageshow.files import write_json_atomically
 
 SIGNATURES = {
@@ -135,13 +135,13 @@ def export_for_serving(
         use_cache=True,
     )
     if max_new_tokens is not None and (
-        not _is_int(max_new_tokens) or not 0 < max_new_tokens <= model.max_length
+        not is_int(max_new_tokens) or not 0 < max_new_tokens <= model.max_length
     ):
         raise ValueError(
             f"`max_new_tokens` must be an int in [1, max_length="
             f"{model.max_length}] or None; received {max_new_tokens!r}."
         )
-    if not _is_int(batch_size) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(
             f"`batch_size` must be an int >= 1; received {batch_size!r}."
         )
@@ -201,10 +201,6 @@ def exported_versions(export_dir):
     return sorted(int(n) for n in names if re.fullmatch(r"[0-9]+", n))
 
 
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _with_dtype(translator, dtype):
     """The translator with its model rebuilt under another dtype policy
     (same weights)."""
@@ -226,7 +222,7 @@ def _check_version(export_dir, version):
     versions = exported_versions(export_dir)
     if version is None:
         return (versions[-1] + 1) if versions else 1
-    if not _is_int(version) or version < 1:
+    if not is_int(version) or version < 1:
         raise ValueError(
             f"`version` must be an int >= 1 (TF Serving's version folders are "
             f"numbers); received {version!r}."
@@ -426,6 +422,8 @@ class _TranslationGraph:
         """`Transformer.generate` on one chunk, in the same shape buckets
         (see `Transformer._compiled_generate`): batch rounded up to a power
         of two, source length and steps to a multiple of 16."""
+        from keras_stageshow.models.transformer import _round_up
+
         model = self.model
         batch = tf.shape(source_ids)[0]
         source_len = tf.shape(source_ids)[1]
@@ -436,6 +434,7 @@ class _TranslationGraph:
         steps = tf.reduce_max(limits)
         powers = tf.bitwise.left_shift(1, tf.range(31))
         batch_bucket = tf.reduce_min(tf.boolean_mask(powers, powers >= batch))
+        # (Transformer's `_round_up` works on tensors as on ints.)
         length_bucket = tf.minimum(_round_up(source_len, 16), model.max_length)
         steps_bucket = tf.minimum(_round_up(steps, 16), model.max_length)
         padded = tf.pad(
@@ -457,10 +456,6 @@ class _TranslationGraph:
             **options,
         )
         return tokens[:batch, :steps], scores[:batch]
-
-
-def _round_up(value, multiple):
-    return (value + multiple - 1) // multiple * multiple
 
 
 def read_export_description(version_dir):

@@ -52,6 +52,17 @@ def random_ids(batch, length, vocab=30, seed=0, min_id=4):
     return rng.integers(min_id, vocab, size=(batch, length)).astype("int32")
 
 
+def stage_translator(vocabulary_size=100, max_length=40):
+    """An untrained tiny `Translator` with a tokenizer learned on the stage
+    language (one shared vocabulary), built under the current dtype policy."""
+    from keras_stageshow.datasets.synthetic import stage_language_pairs
+
+    source, target = stage_language_pairs(300, seed=0)
+    tok = ks.SubwordTokenizer.train([source, target], vocabulary_size=vocabulary_size)
+    model = tiny_transformer(vocab=tok.vocabulary_size, max_length=max_length)
+    return ks.Translator(model, tok, tok)
+
+
 @pytest.fixture(scope="session")
 def trained_model():
     """A tiny Transformer trained on copy-or-reverse with tf.data and fit."""

@@ -3,20 +3,14 @@
 import numpy as np
 import pytest
 
-from conftest import tiny_transformer
-from keras_stageshow import SubwordTokenizer
-from keras_stageshow import Translator
-from keras_stageshow.datasets.synthetic import stage_language_pairs
+from conftest import stage_translator
 from keras_stageshow.plotting import attention_for_pair
 from keras_stageshow.plotting import plot_attention
 
 
 @pytest.fixture(scope="module")
 def translator():
-    source, target = stage_language_pairs(300, seed=0)
-    tok = SubwordTokenizer.train([source, target], vocabulary_size=100)
-    model = tiny_transformer(vocab=tok.vocabulary_size, max_length=40)
-    return Translator(model, tok, tok)
+    return stage_translator()
 
 
 def test_attention_for_pair_labels_match_the_weights(translator):

@@ -289,15 +289,10 @@ def test_update_along_equals_slice_update():
 
 
 def test_mixed_precision_model_exports_in_its_policy_or_float32(tmp_path):
-    from conftest import tiny_transformer
-    from keras_stageshow.datasets.synthetic import stage_language_pairs
+    from conftest import stage_translator
 
     keras.config.set_dtype_policy("mixed_float16")  # reset by conftest
-    source, target = stage_language_pairs(300, seed=0)
-    tok = ks.SubwordTokenizer.train([source, target], vocabulary_size=100)
-    translator = ks.Translator(
-        tiny_transformer(vocab=tok.vocabulary_size, max_length=40), tok, tok
-    )
+    translator = stage_translator()
     texts = ["ein hundo siehta", "de katzo klein magta"]
     for dtype, policy in ((None, "mixed_float16"), ("float32", "float32")):
         path = translator.export(str(tmp_path / "m"), dtype=dtype)

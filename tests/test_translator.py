@@ -3,18 +3,14 @@
 import numpy as np
 import pytest
 
-from conftest import tiny_transformer
+from conftest import stage_translator
 from keras_stageshow import SubwordTokenizer
 from keras_stageshow import Translator
-from keras_stageshow.datasets.synthetic import stage_language_pairs
 
 
 @pytest.fixture(scope="module")
 def translator():
-    source, target = stage_language_pairs(300, seed=0)
-    tok = SubwordTokenizer.train([source, target], vocabulary_size=100)
-    model = tiny_transformer(vocab=tok.vocabulary_size, max_length=40)
-    return Translator(model, tok, tok)
+    return stage_translator()
 
 
 def test_translate_keeps_order_and_handles_empty_strings(translator):

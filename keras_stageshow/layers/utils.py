@@ -281,8 +281,13 @@ def check_rate(value, name):
     return float(value)
 
 
+def is_int(value):
+    """A Python or numpy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def check_positive_int(value, name):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+    if not is_int(value):
         raise ValueError(
             f"`{name}` must be a positive integer; received {value!r}."
         )
