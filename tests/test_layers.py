@@ -103,6 +103,33 @@ def test_rehearsal_is_keras_multi_head_attention():
     assert issubclass(ks.Rehearsal, keras.layers.MultiHeadAttention)
 
 
+@pytest.mark.parametrize("kind", ["self", "cross", "cross_key_differs"])
+def test_rehearsal_fused_projections_equal_keras_multi_head_attention(kind):
+    """Rehearsal runs the Q/K/V (and output) projections as fused 2-D
+    matmuls; with the same weights it must compute what Keras's own
+    MultiHeadAttention computes, values and gradients."""
+    import tensorflow as tf
+
+    query = Q if kind != "self" else X
+    key = X + 1.0 if kind == "cross_key_differs" else X
+    ours = ks.Rehearsal(num_heads=2, key_dim=8, value_dim=4)
+    theirs = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8, value_dim=4)
+    ours(query, X, key=key)
+    theirs(query, X, key=key)
+    for weight in ours.weights:
+        weight.assign(RNG.normal(size=weight.shape).astype("float32"))
+    theirs.set_weights(ours.get_weights())
+    results = []
+    for layer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            out = layer(query, X, key=key)
+            loss = tf.reduce_sum(out * np.arange(out.shape[-1], dtype="float32"))
+        results.append((out, tape.gradient(loss, layer.trainable_weights)))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-4, atol=1e-4)
+    for ours_grad, theirs_grad in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(ours_grad, theirs_grad, rtol=1e-4, atol=1e-3)
+
+
 def test_preprocess_mask_marks_padding():
     layer = ks.Preprocess(20, D, max_length=8)
     mask = layer.compute_mask(IDS)

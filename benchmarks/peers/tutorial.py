@@ -153,6 +153,27 @@ class TutorialTransformer(keras.Model):
         context = self.encoder(source)
         return self.final_layer(self.decoder(target, context))
 
+    def greedy_graph(self, steps, start_id=2):
+        """The same loop in a `tf.function`, as the tutorial exports it: a
+        TensorArray of tokens, the whole prefix re-decoded at each step."""
+        import tensorflow as tf
+
+        @tf.function
+        def greedy(source):
+            context = self.encoder(source, training=False)
+            batch = tf.shape(source)[0]
+            tokens = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
+            tokens = tokens.write(0, tf.fill([batch], start_id))
+            for i in tf.range(steps):
+                prefix = tf.transpose(tokens.stack())  # (batch, i + 1)
+                logits = self.final_layer(self.decoder(prefix, context, training=False))
+                tokens = tokens.write(
+                    i + 1, tf.argmax(logits[:, -1, :], axis=-1, output_type=tf.int32)
+                )
+            return tf.transpose(tokens.stack())[:, 1:]
+
+        return greedy
+
     def greedy(self, source, steps, start_id=2):
         """The tutorial's loop: the whole prefix through the decoder each step."""
         context = self.encoder(source, training=False)

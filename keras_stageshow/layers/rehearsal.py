@@ -3,7 +3,6 @@ from keras import ops
 
 from keras_stageshow.layers.utils import causal_attention_mask
 from keras_stageshow.layers.utils import check_last_dim
-from keras_stageshow.layers.utils import detached_keras_masks
 from keras_stageshow.layers.utils import key_padding_attention_mask
 from keras_stageshow.layers.utils import merge_attention_masks
 from keras_stageshow.layers.utils import update_along
@@ -84,6 +83,14 @@ class Rehearsal(keras.layers.MultiHeadAttention):
                     f"`Rehearsal` does not support `{name}`; attention runs "
                     "over the sequence axis of rank-3 inputs."
                 )
+        output_shape = kwargs.get("output_shape")
+        if output_shape is not None and not (
+            isinstance(output_shape, int) or len(tuple(output_shape)) == 1
+        ):
+            raise ValueError(
+                "`Rehearsal` takes `output_shape` as one int (the output "
+                f"width); received {output_shape!r}."
+            )
         if kwargs.get("use_gate"):
             raise ValueError("`Rehearsal` does not support `use_gate=True`.")
         super().__init__(num_heads, key_dim, **kwargs)
@@ -143,22 +150,29 @@ class Rehearsal(keras.layers.MultiHeadAttention):
             attention_mask, key_padding, query_mask, causal
         )
 
-        with detached_keras_masks(query, key, value):
+        if reading_cache:
             # (batch, query_len, num_heads, key_dim)
-            query = self.query_dense(query)
-            if reading_cache:
-                # (batch, key_len, num_heads, key_dim) each
-                key, value = cache[:, 0, ...], cache[:, 1, ...]
+            (query,) = self._project(query, self.query_dense)
+            # (batch, key_len, num_heads, key_dim) each
+            key, value = cache[:, 0, ...], cache[:, 1, ...]
+        elif query is key and key is value:
+            # Self-attention: Q, K and V in one matmul.
+            query, key, value = self._project(
+                query, self.query_dense, self.key_dense, self.value_dense
+            )
+        else:
+            (query,) = self._project(query, self.query_dense)
+            if key is value:
+                key, value = self._project(key, self.key_dense, self.value_dense)
             else:
-                key = self.key_dense(key)
-                value = self.value_dense(value)
-        if not reading_cache:
-            if updating_cache:
-                # (batch, 2, cache_len, num_heads, key_dim)
-                cache = update_along(
-                    cache, cache_update_index, ops.stack([key, value], axis=1), 2
-                )
-                key, value = cache[:, 0, ...], cache[:, 1, ...]
+                (key,) = self._project(key, self.key_dense)
+                (value,) = self._project(value, self.value_dense)
+        if updating_cache:
+            # (batch, 2, cache_len, num_heads, key_dim)
+            cache = update_along(
+                cache, cache_update_index, ops.stack([key, value], axis=1), 2
+            )
+            key, value = cache[:, 0, ...], cache[:, 1, ...]
 
         output, scores = self._compute_attention(
             query,
@@ -168,7 +182,8 @@ class Rehearsal(keras.layers.MultiHeadAttention):
             training=training,
             return_attention_scores=return_attention_scores,
         )
-        output = self.output_dense(output)
+        # (batch, query_len, num_heads, value_dim) -> (batch, query_len, d_model)
+        output = self._output_projection(output)
 
         outputs = (output,)
         if cache is not None:
@@ -183,10 +198,58 @@ class Rehearsal(keras.layers.MultiHeadAttention):
         # (batch, 2, key_len, num_heads, key_dim)
         """
         key = value if key is None else key
-        with detached_keras_masks(key, value):
-            return ops.stack(
-                [self.key_dense(key), self.value_dense(value)], axis=1
-            )
+        if key is value:
+            key, value = self._project(key, self.key_dense, self.value_dense)
+        else:
+            (key,) = self._project(key, self.key_dense)
+            (value,) = self._project(value, self.value_dense)
+        return ops.stack([key, value], axis=1)
+
+    def _project(self, x, *projections):
+        """`x` through one or more of the Q/K/V projections in ONE 2-D matmul.
+
+        The parent calls each `EinsumDense` on its own; on TensorFlow that is
+        a broadcasting BatchMatMulV2 whose kernel gradient is one matrix per
+        sequence summed over the batch, the largest cost in the profile of a
+        training step (benchmarks/README.md). The same kernels and biases,
+        flattened to `(d_model, heads * dim)` and concatenated, make one
+        `(batch * len, d_model)` matmul forward and two backward. The
+        layers' variables and checkpoints are unchanged.
+
+        # x: (batch, len, d_model) -> [(batch, len, num_heads, dim)] per projection
+        """
+        d_model = x.shape[-1]
+        kernels = [ops.reshape(p.kernel, (d_model, -1)) for p in projections]
+        widths = [k.shape[-1] for k in kernels]
+        kernel = kernels[0] if len(kernels) == 1 else ops.concatenate(kernels, 1)
+        # (batch, len, sum(widths)); Keras's matmul is a 2-D MatMul here
+        y = ops.matmul(x, ops.cast(kernel, x.dtype))
+        if self._use_bias:
+            biases = [ops.reshape(p.bias, (-1,)) for p in projections]
+            bias = biases[0] if len(biases) == 1 else ops.concatenate(biases, 0)
+            y = y + ops.cast(bias, y.dtype)
+        parts = [y] if len(widths) == 1 else ops.split(
+            y, [sum(widths[: i + 1]) for i in range(len(widths) - 1)], axis=-1
+        )
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        return [
+            ops.reshape(part, (batch, length, self._num_heads, -1)) for part in parts
+        ]
+
+    def _output_projection(self, x):
+        """The output projection as one 2-D matmul (see `_project`).
+
+        # x: (batch, len, num_heads, value_dim) -> (batch, len, output_dim)
+        """
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        dense = self.output_dense
+        # (num_heads, value_dim, output_dim) -> (num_heads * value_dim, output_dim)
+        kernel = ops.reshape(dense.kernel, (-1, dense.kernel.shape[-1]))
+        x = ops.reshape(x, (batch, length, kernel.shape[0]))
+        y = ops.matmul(x, ops.cast(kernel, x.dtype))
+        if self._use_bias:
+            y = y + ops.cast(dense.bias, y.dtype)
+        return y
 
     def _compute_attention(
         self,

@@ -5,7 +5,6 @@ token. Padding masks are `(batch, seq_len)`; attention masks are
 `(batch, query_len, key_len)` and get a head axis only inside attention.
 """
 
-import contextlib
 
 import numpy as np
 from keras import KerasTensor
@@ -70,35 +69,6 @@ def update_along(inputs, index, updates, axis):
     outputs = tf.concat([before, updates, after], axis)
     outputs.set_shape(inputs.shape)  # for `while_loop`: the shape is kept
     return outputs
-
-
-@contextlib.contextmanager
-def detached_keras_masks(*tensors):
-    """Detaches Keras masks from tensors while mask-unaware layers run.
-
-    Keras's MultiHeadAttention strips its inputs' masks before its
-    projections (they are folded into the attention mask by then); without
-    that each EinsumDense warns that it destroys the mask. Unlike Keras, we
-    put the masks back afterwards: the caller's tensor (e.g. the show,
-    decoded against several times) must keep its mask. Keras has no public
-    API for this, so we use the helpers MultiHeadAttention uses.
-    """
-    from keras.src.backend import get_keras_mask
-    from keras.src.backend import set_keras_mask
-
-    saved = []
-    for tensor in tensors:
-        if tensor is None:
-            continue
-        mask = get_keras_mask(tensor)
-        if mask is not None:
-            set_keras_mask(tensor, None)
-            saved.append((tensor, mask))
-    try:
-        yield
-    finally:
-        for tensor, mask in saved:
-            set_keras_mask(tensor, mask)
 
 
 def merge_attention_masks(*masks):

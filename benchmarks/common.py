@@ -1,0 +1,128 @@
+"""What the benchmarks share: the issue's configuration, the FLOP count, the
+machine's matmul peak, alternating timing and memory readings.
+
+Import this module before TensorFlow: it turns on TensorFlow's oneDNN kernels
+(`TF_ENABLE_ONEDNN_OPTS=1`) unless the environment says otherwise. TensorFlow
+enables them by default only on CPUs with AVX-512 VNNI/BF16 or AMX; on this
+machine's AVX2 EPYC they double the speed of every matmul (README, "Where it
+goes"). Every model in a benchmark runs in the same process, so the peers get
+the same kernels.
+"""
+
+import os
+import resource
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+# The issue's configuration, and the paper's base model as a second point.
+SIZES = {
+    "small": dict(num_layers=3, d_model=256, num_heads=8, d_ff=1024),
+    "base": dict(num_layers=6, d_model=512, num_heads=8, d_ff=2048),
+}
+VOCAB, BATCH, LENGTH = 8000, 64, 32
+
+
+def training_flops_per_target_token(
+    num_layers, d_model, d_ff, vocab, source_len, target_len, **unused
+):
+    """Matrix-multiply FLOPs of one training step per target token (the
+    forward pass x 3: the backward pass costs two more), for batches with as
+    many source as target tokens. Elementwise work (softmax, LayerNorm,
+    dropout, Adam) is not counted: it is what the fraction of peak leaves."""
+    d = d_model
+    encoder = num_layers * (
+        8 * d * d  # Q, K, V and output projections
+        + 4 * source_len * d  # scores and weighted values
+        + 4 * d * d_ff  # feed-forward
+    )
+    decoder = num_layers * (
+        8 * d * d + 4 * target_len * d  # masked self-attention
+        + 8 * d * d + 4 * source_len * d  # cross-attention
+        + 4 * d * d_ff
+    ) + 2 * d * vocab  # Voting
+    return 3 * (encoder + decoder)
+
+
+def matmul_peak_gflops(n=4096, repeats=5, dtype="float32"):
+    """Best-of-`repeats` GFLOP/s of one n x n TensorFlow matmul, and of
+    NumPy's (OpenBLAS) for reference."""
+    import numpy as np
+    import tensorflow as tf
+
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
+    tf.matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    result = {"tensorflow": round(2 * n**3 / best / 1e9, 1)}
+    if dtype == "float32":
+        a, b = a.numpy(), b.numpy()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+        result["numpy"] = round(2 * n**3 / best / 1e9, 1)
+    return result
+
+
+def alternate(functions, rounds):
+    """Runs each of `functions` (name -> callable returning seconds, or
+    None to time the call) once per round, in a rotating order, for
+    `rounds` rounds. Returns name -> list of seconds. A noisy neighbour then
+    slows every contender alike, and the medians hold."""
+    names = list(functions)
+    seconds = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for name in order:
+            start = time.perf_counter()
+            measured = functions[name]()
+            seconds[name].append(
+                measured if measured is not None else time.perf_counter() - start
+            )
+    return seconds
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def peak_rss_mb():
+    """This process's peak resident memory so far, in MiB (Linux: KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb():
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def onednn_enabled():
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1"
+
+
+def random_batch(batch, source_len, target_len, vocab=VOCAB, seed=0):
+    """One batch of random ids (no padding), as a repeating tf.data input."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    source = rng.integers(4, vocab, (batch, source_len)).astype("int32")
+    target = rng.integers(4, vocab, (batch, target_len + 1)).astype("int32")
+    return (
+        tf.data.Dataset.from_tensors(((source, target[:, :-1]), target[:, 1:]))
+        .repeat()
+        .prefetch(2)
+    )

@@ -1,0 +1,125 @@
+"""Generation: greedy decoding of 64 new tokens, keras_stageshow's cached
+loop against keras-hub's cached decoding and the TensorFlow tutorial's
+uncached loop, side by side in one process; plus beam search's cost.
+
+fp32, d_model 256, 8 heads, d_ff 1024, 3 + 3 layers (or --size base),
+vocabulary 8000, source length 32, batch 1 and batch 32, untrained weights
+(speed does not depend on them). Every contender generates exactly 64 tokens
+per row: the end token is set to an id that no contender votes for, and the
+benchmark checks it. keras-hub runs at its best of `jit_compile` on/off; the
+tutorial loop at its best of eager and `tf.function`. The contenders take
+turns in a rotating order; the median over rounds is reported. Prints one
+JSON line.
+
+    python benchmarks/generation.py [--size small|base] [--rounds 5]
+"""
+
+import argparse
+import json
+import time
+
+from common import SIZES  # also turns on oneDNN before TensorFlow loads
+from common import VOCAB
+from common import alternate
+from common import median
+from common import onednn_enabled
+
+NEW_TOKENS, SOURCE_LEN = 64, 32
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    args = parser.parse_args()
+
+    import keras
+    import numpy as np
+
+    import keras_stageshow as ks
+    from peers.keras_hub_stack import cached_greedy_function
+    from peers.keras_hub_stack import keras_hub_translator
+    from peers.tutorial import TutorialTransformer
+
+    size = SIZES[args.size]
+    keras.utils.set_random_seed(0)
+    ours = ks.Transformer(VOCAB, VOCAB, max_length=128, **size)
+    ours.build(((None, None), (None, None)))
+    hub = keras_hub_translator(VOCAB, max_length=128, **size)
+    tutorial = TutorialTransformer(VOCAB, **size)
+    rng = np.random.default_rng(0)
+    sources = {
+        b: rng.integers(4, VOCAB, (b, SOURCE_LEN)).astype("int32") for b in args.batches
+    }
+    tutorial(
+        (sources[args.batches[0]], sources[args.batches[0]]), training=False
+    )  # build
+    hub_functions = {
+        jit: cached_greedy_function(
+            hub, size["num_layers"], size["num_heads"], NEW_TOKENS, jit_compile=jit
+        )
+        for jit in (False, True)
+    }
+    tutorial_graph = tutorial.greedy_graph(NEW_TOKENS)
+
+    # An end token nobody votes for, so that every row runs all 64 steps.
+    voted = set()
+    for source in sources.values():
+        voted |= set(np.unique(ours.generate(source, max_new_tokens=NEW_TOKENS)))
+        voted |= set(np.unique(hub_functions[False](source).numpy()))
+        voted |= set(np.unique(tutorial_graph(source).numpy()))
+    end_id = next(i for i in range(4, VOCAB) if i not in voted)
+
+    results = {}
+    for batch, source in sources.items():
+        contenders = {
+            "keras_stageshow": lambda: ours.generate(
+                source, max_new_tokens=NEW_TOKENS, end_id=end_id
+            ),
+            "keras_hub/jit_off": lambda: hub_functions[False](source).numpy(),
+            "keras_hub/jit_on": lambda: hub_functions[True](source).numpy(),
+            "tutorial/tf_function": lambda: tutorial_graph(source).numpy(),
+        }
+        for name, generate in contenders.items():
+            tokens = generate()  # trace / compile, and check the length
+            if tokens.shape != (batch, NEW_TOKENS) or (tokens == 0).any():
+                raise RuntimeError(f"{name} did not generate {NEW_TOKENS} tokens per row")
+        seconds = alternate(contenders, args.rounds)
+        # The eager loop (what the tutorial runs before exporting) is slow:
+        # timed once.
+        start = time.perf_counter()
+        tutorial.greedy(source, NEW_TOKENS)
+        seconds["tutorial/eager"] = [time.perf_counter() - start]
+        beam = lambda: ours.generate(  # noqa: E731
+            source, max_new_tokens=NEW_TOKENS, strategy="beam", num_beams=4, end_id=end_id
+        )
+        beam()
+        beam_seconds = median(alternate({"beam": beam}, 3)["beam"])
+        rate = {name: batch * NEW_TOKENS / median(s) for name, s in seconds.items()}
+        hub_best = max(rate["keras_hub/jit_off"], rate["keras_hub/jit_on"])
+        tutorial_best = max(rate["tutorial/tf_function"], rate["tutorial/eager"])
+        results[f"batch_{batch}"] = {
+            "new_tokens_per_second": {name: round(r, 1) for name, r in rate.items()},
+            "ms_per_sentence": {
+                name: round(1000 * median(s) / batch, 1) for name, s in seconds.items()
+            },
+            "speedup_vs_keras_hub": round(rate["keras_stageshow"] / hub_best, 2),
+            "speedup_vs_tutorial": round(rate["keras_stageshow"] / tutorial_best, 1),
+            "beam4_ms_per_sentence": round(1000 * beam_seconds / batch, 1),
+            "beam4_cost_vs_greedy": round(
+                beam_seconds / median(seconds["keras_stageshow"]), 2
+            ),
+        }
+    print(json.dumps({
+        "benchmark": "generation_greedy_64_tokens",
+        "config": {**size, "vocab": VOCAB, "source_len": SOURCE_LEN,
+                   "new_tokens": NEW_TOKENS},
+        "onednn": onednn_enabled(),
+        "rounds": args.rounds,
+        **results,
+    }))
+
+
+if __name__ == "__main__":
+    main()
