@@ -94,6 +94,29 @@ def alternate(functions, rounds):
     return seconds
 
 
+def fit_step_seconds(model, data, steps):
+    """Runs `model.fit` for `steps` steps and returns the mean time of its
+    steps after the first, read from a batch-end callback: the steady-state
+    step time inside `fit`, without the per-call start-up and tear-down of
+    `fit` itself (which on this machine added a near-constant ~2 s to
+    every call and swamped short turns)."""
+    import keras
+
+    ends = []
+    model.fit(
+        data,
+        steps_per_epoch=steps,
+        epochs=1,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.LambdaCallback(
+                on_train_batch_end=lambda batch, logs: ends.append(time.perf_counter())
+            )
+        ],
+    )
+    return (ends[-1] - ends[0]) / (len(ends) - 1)
+
+
 def median(values):
     return statistics.median(values)
 

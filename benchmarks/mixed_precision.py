@@ -28,6 +28,7 @@ from common import LENGTH
 from common import SIZES
 from common import VOCAB
 from common import alternate
+from common import fit_step_seconds
 from common import matmul_peak_gflops
 from common import median
 from common import onednn_enabled
@@ -56,7 +57,7 @@ def main():
     )
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps-per-turn", type=int, default=3)
+    parser.add_argument("--steps-per-turn", type=int, default=4)
     args = parser.parse_args()
 
     import keras
@@ -75,13 +76,10 @@ def main():
         model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
 
     def turn(model):
-        def fit_a_few_steps():
-            model.fit(data, steps_per_epoch=args.steps_per_turn, epochs=1, verbose=0)
-
-        return fit_a_few_steps
+        return lambda: fit_step_seconds(model, data, args.steps_per_turn)
 
     seconds = alternate({p: turn(m) for p, m in models.items()}, args.rounds)
-    tokens = args.steps_per_turn * BATCH * LENGTH
+    tokens = BATCH * LENGTH
     rate = {p: tokens / median(s) for p, s in seconds.items()}
     peaks = {
         dtype: matmul_peak_gflops(n=2048, dtype=dtype)["tensorflow"]

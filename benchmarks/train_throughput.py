@@ -6,11 +6,12 @@ paper's base size with --size base), vocabulary 8000, batch 64, source and
 target length 32, random ids without padding. Each model runs with
 `jit_compile` off and on; the six contenders take turns, a few steps each, in
 a rotating order, and the median over rounds is reported (the peers at their
-best of jit on/off). Also measures the machine's fp32 matmul peak in the same
+best of jit on/off). Step times are read inside `fit` by a batch-end
+callback (the steps after each turn's first). Also measures the machine's fp32 matmul peak in the same
 run and the fraction of it that the model's counted FLOPs reach. Prints one
 JSON line.
 
-    python benchmarks/train_throughput.py [--size small|base] [--steps 3] [--rounds 7]
+    python benchmarks/train_throughput.py [--size small|base] [--steps 4] [--rounds 7]
 """
 
 import argparse
@@ -21,6 +22,7 @@ from common import LENGTH
 from common import SIZES
 from common import VOCAB
 from common import alternate
+from common import fit_step_seconds
 from common import matmul_peak_gflops
 from common import median
 from common import onednn_enabled
@@ -48,7 +50,7 @@ def make_model(name, size, jit):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
-    parser.add_argument("--steps", type=int, default=3, help="steps per turn")
+    parser.add_argument("--steps", type=int, default=4, help="steps per turn")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batch", type=int, default=BATCH)
     parser.add_argument("--length", type=int, default=LENGTH)
@@ -67,14 +69,11 @@ def main():
             models[f"{name}/jit_{'on' if jit else 'off'}"] = model
 
     def turn(model):
-        def fit_a_few_steps():
-            model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0)
-
-        return fit_a_few_steps
+        return lambda: fit_step_seconds(model, data, args.steps)
 
     seconds = alternate({key: turn(m) for key, m in models.items()}, args.rounds)
     peak = matmul_peak_gflops()
-    tokens = args.steps * args.batch * args.length
+    tokens = args.batch * args.length
     rate = {key: tokens / median(s) for key, s in seconds.items()}
     per_model = {
         name: {

@@ -27,6 +27,24 @@ def test_cached_greedy_equals_uncached_greedy_on_a_trained_model(trained_model):
     assert np.mean(exact) >= 0.5
 
 
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_xla_compiled_decoding_equals_the_plain_tf_function(trained_model, strategy):
+    """`jit_compile=True` (the default) swaps the cache's split + concat for
+    XLA's dynamic-update-slice; the decoded rows must not change."""
+    (source, _), _ = copy_or_reverse(16, seed=6)
+    results = [
+        trained_model.generate(
+            source, max_new_tokens=14, strategy=strategy, jit_compile=jit,
+            return_scores=True,
+        )
+        for jit in (True, False)
+    ]
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-4)
+    keys = list(trained_model._generate_functions)
+    assert {key[-1] for key in keys} == {True, False}
+
+
 def test_beam_search_with_one_beam_equals_greedy(trained_model):
     (source, _), _ = copy_or_reverse(16, seed=11)
     greedy, greedy_scores = trained_model.generate(
@@ -153,6 +171,7 @@ def test_one_trace_serves_every_call_in_a_shape_bucket():
         ({"strategy": "beam", "use_cache": False}, "use_cache"),
         ({"max_new_tokens": 0}, "max_new_tokens"),
         ({"end_id": 99}, "end_id"),
+        ({"jit_compile": "yes"}, "jit_compile"),
     ],
 )
 def test_generate_rejects_bad_options_naming_them(options, message):

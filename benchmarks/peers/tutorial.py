@@ -31,7 +31,7 @@ class PositionalEmbedding(keras.layers.Layer):
     def call(self, x):
         length = ops.shape(x)[1]
         x = self.embedding(x) * ops.sqrt(ops.cast(self.d_model, "float32"))
-        return x + self.encoding[None, :length, :]
+        return x + ops.convert_to_tensor(self.encoding)[None, :length, :]
 
 
 class BaseAttention(keras.layers.Layer):

@@ -5,6 +5,8 @@ token. Padding masks are `(batch, seq_len)`; attention masks are
 `(batch, query_len, key_len)` and get a head axis only inside attention.
 """
 
+import contextlib
+import threading
 
 import numpy as np
 from keras import KerasTensor
@@ -43,10 +45,29 @@ def causal_attention_mask(query_len, key_len, query_offset=0):
     return ops.expand_dims(mask, 0)
 
 
+_TRACING = threading.local()
+
+
+@contextlib.contextmanager
+def tracing_for_xla():
+    """Marks code traced inside it as compiled by XLA (`update_along` may
+    then use XLA's own dynamic-update-slice)."""
+    previous = getattr(_TRACING, "xla", False)
+    _TRACING.xla = True
+    try:
+        yield
+    finally:
+        _TRACING.xla = previous
+
+
 def update_along(inputs, index, updates, axis):
     """`inputs` with `updates` written from `index` on along `axis` (every
     other axis of `updates` spans the whole of `inputs`): the key/value
     cache and the voted tokens during decoding.
+
+    Under XLA (`tracing_for_xla`) this is `keras.ops.slice_update`, XLA's
+    native in-place update; XLA cannot compile the split below, whose sizes
+    depend on the loop index.
 
     `keras.ops.slice_update` lowers to `XlaDynamicUpdateSlice` with the
     TensorFlow backend: an XLA-only op that TensorFlow compiles anew for
@@ -56,7 +77,7 @@ def update_along(inputs, index, updates, axis):
     `slice_update` (a native dynamic-update-slice).
     """
     updates = ops.cast(updates, inputs.dtype)
-    if backend.backend() != "tensorflow":
+    if backend.backend() != "tensorflow" or getattr(_TRACING, "xla", False):
         start = [0] * len(inputs.shape)
         start[axis] = index
         return ops.slice_update(inputs, start, updates)

@@ -1,0 +1,100 @@
+"""Where a training step's time goes: a per-op breakdown from the TensorFlow
+profiler, for keras_stageshow and the two peers.
+
+Each model (fp32, jit off, the issue's configuration) trains a few steps,
+then --steps steps under `tf.profiler.experimental`; the trace's op events on
+TensorFlow's compute threads are summed by op type. Op time is summed over
+the two inter-op threads, so it can exceed the step's wall time. Prints one
+JSON line: wall seconds per step, op milliseconds per step by type (the top
+--top), and the share of op time in matrix multiplies.
+
+    python benchmarks/profile_train_step.py [--steps 3] [--top 15]
+"""
+
+import argparse
+import collections
+import glob
+import json
+import shutil
+import tempfile
+import time
+
+from common import BATCH  # also turns on oneDNN before TensorFlow loads
+from common import LENGTH
+from common import SIZES
+from common import onednn_enabled
+from common import random_batch
+from train_throughput import NAMES
+from train_throughput import make_model
+
+
+def op_milliseconds(logdir, steps):
+    """op type -> (milliseconds per step, calls per step) from an xplane."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    path = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1]
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as f:
+        space.ParseFromString(f.read())
+    totals, calls = collections.Counter(), collections.Counter()
+    for plane in space.planes:
+        names = {key: meta.name for key, meta in plane.event_metadata.items()}
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue
+            for event in line.events:
+                op = names[event.metadata_id].split(":")[-1]
+                if op == "Process":  # the executor's wrapper around ops
+                    continue
+                totals[op] += event.duration_ps / 1e9 / steps
+                calls[op] += 1 / steps
+    return totals, calls
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args()
+
+    import keras
+    import tensorflow as tf
+
+    data = random_batch(BATCH, LENGTH, LENGTH)
+    results = {}
+    for name in NAMES:
+        keras.utils.set_random_seed(0)
+        model = make_model(name, SIZES["small"], jit=False)
+        model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
+        logdir = tempfile.mkdtemp(prefix="stageshow-profile-")
+        tf.profiler.experimental.start(logdir)
+        start = time.perf_counter()
+        model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0)
+        wall = (time.perf_counter() - start) / args.steps
+        tf.profiler.experimental.stop()
+        totals, calls = op_milliseconds(logdir, args.steps)
+        shutil.rmtree(logdir, ignore_errors=True)
+        op_total = sum(totals.values())
+        matmul = sum(v for k, v in totals.items() if "MatMul" in k or "Einsum" in k)
+        results[name] = {
+            "wall_seconds_per_step_profiled": round(wall, 3),
+            "op_ms_per_step": round(op_total),
+            "matmul_share_of_op_time": round(matmul / op_total, 3),
+            "top_ops_ms_per_step": {
+                op: [round(ms, 1), round(calls[op])]
+                for op, ms in totals.most_common(args.top)
+            },
+        }
+        del model
+        keras.backend.clear_session()
+    print(json.dumps({
+        "benchmark": "profile_train_step",
+        "config": {**SIZES["small"], "batch": BATCH, "length": LENGTH, "jit": False},
+        "onednn": onednn_enabled(),
+        "note": "top_ops_ms_per_step: op type -> [ms per step, calls per step]",
+        **results,
+    }))
+
+
+if __name__ == "__main__":
+    main()
