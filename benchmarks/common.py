@@ -50,29 +50,31 @@ def training_flops_per_target_token(
     return 3 * (encoder + decoder)
 
 
+def best_seconds(function, repeats):
+    """The fastest of `repeats` timed calls of `function`, after one
+    untimed call."""
+    function()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def matmul_peak_gflops(n=4096, repeats=5, dtype="float32"):
     """Best-of-`repeats` GFLOP/s of one n x n TensorFlow matmul, and of
     NumPy's (OpenBLAS) for reference."""
-    import numpy as np
     import tensorflow as tf
 
     a = tf.cast(tf.random.normal((n, n)), dtype)
     b = tf.cast(tf.random.normal((n, n)), dtype)
-    tf.matmul(a, b).numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        tf.matmul(a, b).numpy()
-        best = min(best, time.perf_counter() - start)
-    result = {"tensorflow": round(2 * n**3 / best / 1e9, 1)}
+    flops = 2 * n**3
+    seconds = best_seconds(lambda: tf.matmul(a, b).numpy(), repeats)
+    result = {"tensorflow": round(flops / seconds / 1e9, 1)}
     if dtype == "float32":
         a, b = a.numpy(), b.numpy()
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - start)
-        result["numpy"] = round(2 * n**3 / best / 1e9, 1)
+        result["numpy"] = round(flops / best_seconds(lambda: a @ b, repeats) / 1e9, 1)
     return result
 
 

@@ -2,7 +2,8 @@
 profiler, for keras_stageshow and the two peers.
 
 Each model (fp32, jit off, the issue's configuration) trains a few steps,
-then --steps steps under `tf.profiler.experimental`; the trace's op events on
+then --steps + 1 steps under `tf.profiler.experimental` (the wall time is
+that of the steps after the first, read inside `fit`); the trace's op events on
 TensorFlow's compute threads are summed by op type. Op time is summed over
 the two inter-op threads, so it can exceed the step's wall time. Prints one
 JSON line: wall seconds per step, op milliseconds per step by type (the top
@@ -17,11 +18,13 @@ import glob
 import json
 import shutil
 import tempfile
-import time
 
 from common import BATCH  # also turns on oneDNN before TensorFlow loads
 from common import LENGTH
 from common import SIZES
+from common import best_seconds
+from common import fit_step_seconds
+from common import matmul_peak_gflops
 from common import onednn_enabled
 from common import random_batch
 from train_throughput import NAMES
@@ -51,6 +54,28 @@ def op_milliseconds(logdir, steps):
     return totals, calls
 
 
+def matmul_shape_gflops(repeats=20):
+    """GFLOP/s of the step's own matmul shapes, one at a time (rows = the
+    batch's 2048 tokens): how close to the 4096-square peak each can get."""
+    import tensorflow as tf
+
+    tokens = BATCH * LENGTH
+    d, d_ff, vocab = SIZES["small"]["d_model"], SIZES["small"]["d_ff"], 8000
+    shapes = {
+        "qkv": (tokens, d, 3 * d),
+        "output_or_query": (tokens, d, d),
+        "ffn_in": (tokens, d, d_ff),
+        "ffn_out": (tokens, d_ff, d),
+        "voting": (tokens, d, vocab),
+    }
+    result = {}
+    for name, (m, k, n) in shapes.items():
+        a, b = tf.random.normal((m, k)), tf.random.normal((k, n))
+        best = best_seconds(lambda: tf.matmul(a, b).numpy(), repeats)
+        result[f"{name} {m}x{k}x{n}"] = round(2 * m * k * n / best / 1e9, 1)
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
@@ -68,11 +93,9 @@ def main():
         model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
         logdir = tempfile.mkdtemp(prefix="stageshow-profile-")
         tf.profiler.experimental.start(logdir)
-        start = time.perf_counter()
-        model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0)
-        wall = (time.perf_counter() - start) / args.steps
+        wall = fit_step_seconds(model, data, args.steps + 1)
         tf.profiler.experimental.stop()
-        totals, calls = op_milliseconds(logdir, args.steps)
+        totals, calls = op_milliseconds(logdir, args.steps + 1)
         shutil.rmtree(logdir, ignore_errors=True)
         op_total = sum(totals.values())
         matmul = sum(v for k, v in totals.items() if "MatMul" in k or "Einsum" in k)
@@ -92,6 +115,8 @@ def main():
         "config": {**SIZES["small"], "batch": BATCH, "length": LENGTH, "jit": False},
         "onednn": onednn_enabled(),
         "note": "top_ops_ms_per_step: op type -> [ms per step, calls per step]",
+        "matmul_gflops_by_shape": matmul_shape_gflops(),
+        "matmul_peak_gflops": matmul_peak_gflops(),
         **results,
     }))
 
