@@ -17,14 +17,6 @@ from keras_stageshow.files import write_json_atomically
 
 
 def main(argv=None):
-    # TensorFlow turns its oneDNN kernels on by default only on CPUs with
-    # AVX-512 VNNI/BF16 or AMX; on AVX2 CPUs (this project's AMD EPYC, most
-    # cloud VMs) they double the speed of matmul-bound training
-    # (benchmarks/README.md). The command line owns its process, so it turns
-    # them on unless the environment already says; the library itself
-    # changes no global setting when imported.
-    if "tensorflow" not in sys.modules:
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     parser = argparse.ArgumentParser(
         prog="stageshow",
         description="keras_stageshow: the Transformer as a stage show.",

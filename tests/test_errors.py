@@ -146,3 +146,9 @@ def test_every_public_layer_rejects_wrong_rank_and_dtype(name):
         make()(*wrong_rank)
     with pytest.raises(ValueError, match=rf"`{argument}` must hold (floating-point|integer)"):
         make()(*wrong_dtype)
+
+
+def test_loss_rejects_labels_outside_the_vocabulary():
+    loss = ks.MaskedSparseCategoricalCrossentropy(label_smoothing=0.1)
+    with pytest.raises(ValueError, match="y_true.*outside the vocabulary"):
+        loss(np.array([[7, 0]]), np.zeros((1, 2, 5), "float32"))

@@ -110,24 +110,50 @@ def test_rehearsal_fused_projections_equal_keras_multi_head_attention(kind):
     MultiHeadAttention computes, values and gradients."""
     import tensorflow as tf
 
-    query = Q if kind != "self" else X
-    key = X + 1.0 if kind == "cross_key_differs" else X
+    x = tf.constant(X)
+    query = x if kind == "self" else tf.constant(Q)
+    key = tf.constant(X + 1.0) if kind == "cross_key_differs" else x
     ours = ks.Rehearsal(num_heads=2, key_dim=8, value_dim=4)
     theirs = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8, value_dim=4)
-    ours(query, X, key=key)
-    theirs(query, X, key=key)
+    ours(query, x, key=key)
+    theirs(query, x, key=key)
     for weight in ours.weights:
         weight.assign(RNG.normal(size=weight.shape).astype("float32"))
     theirs.set_weights(ours.get_weights())
+    fused = []  # how many projections each matmul served
+    project = ours._project
+    ours._project = lambda inputs, *projections: (
+        fused.append(len(projections)) or project(inputs, *projections)
+    )
     results = []
     for layer in (ours, theirs):
         with tf.GradientTape() as tape:
-            out = layer(query, X, key=key)
+            out = layer(query, x, key=key)
             loss = tf.reduce_sum(out * np.arange(out.shape[-1], dtype="float32"))
         results.append((out, tape.gradient(loss, layer.trainable_weights)))
+    expected = {"self": [3], "cross": [1, 2], "cross_key_differs": [1, 1, 1]}[kind]
+    assert fused == expected
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-4, atol=1e-4)
     for ours_grad, theirs_grad in zip(results[0][1], results[1][1]):
         np.testing.assert_allclose(ours_grad, theirs_grad, rtol=1e-4, atol=1e-3)
+
+
+def test_rehearsal_quantized_projections_keep_their_scales():
+    """Fused projections read the kernels directly; int8-quantized ones must
+    still go through EinsumDense's own call, or the raw int8 kernel would be
+    used without its scale."""
+    import tensorflow as tf
+
+    x = tf.constant(X)
+    layer = ks.Rehearsal(num_heads=2, key_dim=8)
+    inputs = keras.Input((S, D))
+    model = keras.Model(inputs, layer(inputs, inputs))
+    before = np.asarray(layer(x, x))
+    with pytest.warns(UserWarning):  # Dropout and Softmax have nothing to quantize
+        model.quantize("int8")
+    assert layer.query_dense.quantization_mode == "int8"
+    after = np.asarray(layer(x, x))
+    np.testing.assert_allclose(after, before, atol=0.05 * np.abs(before).max())
 
 
 def test_preprocess_mask_marks_padding():

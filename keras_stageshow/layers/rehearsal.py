@@ -214,10 +214,14 @@ class Rehearsal(keras.layers.MultiHeadAttention):
         training step (benchmarks/README.md). The same kernels and biases,
         flattened to `(d_model, heads * dim)` and concatenated, make one
         `(batch * len, d_model)` matmul forward and two backward. The
-        layers' variables and checkpoints are unchanged.
+        layers' variables and checkpoints are unchanged. Quantized
+        projections (`model.quantize`) go through their own call.
 
         # x: (batch, len, d_model) -> [(batch, len, num_heads, dim)] per projection
         """
+        if any(_quantized(p) for p in projections):
+            # Quantized kernels need EinsumDense's own call (its scales).
+            return [p(x) for p in projections]
         d_model = x.shape[-1]
         kernels = [ops.reshape(p.kernel, (d_model, -1)) for p in projections]
         widths = [k.shape[-1] for k in kernels]
@@ -241,8 +245,10 @@ class Rehearsal(keras.layers.MultiHeadAttention):
 
         # x: (batch, len, num_heads, value_dim) -> (batch, len, output_dim)
         """
-        batch, length = ops.shape(x)[0], ops.shape(x)[1]
         dense = self.output_dense
+        if _quantized(dense):
+            return dense(x)
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
         # (num_heads, value_dim, output_dim) -> (num_heads * value_dim, output_dim)
         kernel = ops.reshape(dense.kernel, (-1, dense.kernel.shape[-1]))
         x = ops.reshape(x, (batch, length, kernel.shape[0]))
@@ -300,6 +306,10 @@ class Rehearsal(keras.layers.MultiHeadAttention):
             visible = ops.any(attention_mask, axis=-1, keepdims=True)
             output = ops.where(ops.expand_dims(visible, -1), output, 0)
         return output, weights
+
+
+def _quantized(layer):
+    return getattr(layer, "quantization_mode", None) is not None
 
 
 # Large but finite: softmax of a fully masked row stays finite (uniform, then

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_stageshow.layers.utils import PAD_ID
+from keras_stageshow.layers.utils import check_token_ids
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
@@ -72,6 +73,10 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
     def call(self, y_true, y_pred):
         """Per-token losses, padding included. # (batch, target_len)"""
         y_true = ops.cast(y_true, "int32")
+        if len(y_true.shape) == 2 and y_pred.shape[-1] is not None:
+            # A label outside the vocabulary would get an all-zero one-hot
+            # below, and a silently wrong loss.
+            y_true = check_token_ids(y_true, "y_true", y_pred.shape[-1])
         log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
         # The smoothed target distribution as a dense product with a one-hot,
         # not a gather: the gather's gradient (`take_along_axis`) scatters
