@@ -162,11 +162,7 @@ class Rehearsal(keras.layers.MultiHeadAttention):
             )
         else:
             (query,) = self._project(query, self.query_dense)
-            if key is value:
-                key, value = self._project(key, self.key_dense, self.value_dense)
-            else:
-                (key,) = self._project(key, self.key_dense)
-                (value,) = self._project(value, self.value_dense)
+            key, value = self._project_key_value(key, value)
         if updating_cache:
             # (batch, 2, cache_len, num_heads, key_dim)
             cache = update_along(
@@ -198,12 +194,15 @@ class Rehearsal(keras.layers.MultiHeadAttention):
         # (batch, 2, key_len, num_heads, key_dim)
         """
         key = value if key is None else key
+        return ops.stack(self._project_key_value(key, value), axis=1)
+
+    def _project_key_value(self, key, value):
+        """K and V, in one matmul when they read the same sequence."""
         if key is value:
-            key, value = self._project(key, self.key_dense, self.value_dense)
-        else:
-            (key,) = self._project(key, self.key_dense)
-            (value,) = self._project(value, self.value_dense)
-        return ops.stack([key, value], axis=1)
+            return self._project(key, self.key_dense, self.value_dense)
+        (key,) = self._project(key, self.key_dense)
+        (value,) = self._project(value, self.value_dense)
+        return key, value
 
     def _project(self, x, *projections):
         """`x` through one or more of the Q/K/V projections in ONE 2-D matmul.
