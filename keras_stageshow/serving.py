@@ -22,11 +22,17 @@ tensorflow-text ops are used (both are in the TF Serving binary), so the
 export loads with `tf.saved_model.load` after `import tensorflow_text` and
 nothing else.
 
-The graph translates as `Translator.translate(texts, batch_size=...)` does:
-blank strings give `""` (score 0) without running the model, the other
-sentences are sorted by length and decoded `batch_size` at a time, with the
-same shape buckets as `Transformer.generate`, so on the same device the
-arithmetic, and the translations, are the same.
+The text signatures run the same code as `Translator.translate(texts,
+batch_size=...)`: `AwardsCeremony.translate` (keras_stageshow/decoding/),
+traced into the graph instead of run eagerly. Blank strings give `""`
+(score 0) without running the model, the other sentences are sorted by
+length and decoded `batch_size` at a time in the same shape buckets, so on
+the same device the arithmetic, and the translations, are the same. The
+graph's decoding loop is free of XLA-only ops (TF Serving runs XLA on CPU
+only behind `--xla_cpu_compilation_enabled`): its key/value cache is
+written in place with TensorFlow's core `InplaceUpdate`
+(`layers/kv_cache.py`), so a step's cost does not grow with the steps
+already done.
 """
 
 import json
@@ -37,9 +43,14 @@ import tempfile
 
 import tensorflow as tf
 
+from keras_stageshow.decoding.ceremony import AwardsCeremony
+from keras_stageshow.decoding.ceremony import check_max_new_tokens
+from keras_stageshow.decoding.ceremony import check_options
 from keras_stageshow.files import current_umask
-from keras_stageshow.layers.utils import is_int
 from keras_stageshow.files import write_json_atomically
+from keras_stageshow.layers.utils import is_int
+from keras_stageshow.models.translator import Translator
+from keras_stageshow.tokenizers.subword_tokenizer import visible_ids
 
 SIGNATURES = {
     "serving_default": "text -> translation, score (greedy)",
@@ -47,9 +58,6 @@ SIGNATURES = {
     "serve": "source_ids, target_ids -> logits",
 }
 _PARTIAL = ".partial-"
-# Python's `str.isspace` as an RE2 class: ASCII \t-\r, the separators
-# \x1c-\x1f, NEL, and Unicode's space, line and paragraph separators.
-BLANK_PATTERN = r"[\t-\r\x{1c}-\x{1f}\x{85}\p{Z}]*"
 
 
 def export_for_serving(
@@ -107,9 +115,6 @@ def export_for_serving(
     """
     import keras
 
-    from keras_stageshow.models.transformer import _check_strategy
-    from keras_stageshow.models.translator import Translator
-
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
             "Exporting for TF Serving needs the TensorFlow backend; set "
@@ -124,23 +129,13 @@ def export_for_serving(
             f"received {type(translator).__name__}."
         )
     model = translator.model
-    beam = _check_strategy(
+    beam = check_options(
         "beam",
         num_beams=num_beams,
         length_penalty=length_penalty,
-        temperature=1.0,
-        top_k=None,
-        top_p=None,
-        vocab=model.target_vocab_size,
-        use_cache=True,
+        vocabulary_size=model.target_vocab_size,
     )
-    if max_new_tokens is not None and (
-        not is_int(max_new_tokens) or not 0 < max_new_tokens <= model.max_length
-    ):
-        raise ValueError(
-            f"`max_new_tokens` must be an int in [1, max_length="
-            f"{model.max_length}] or None; received {max_new_tokens!r}."
-        )
+    max_new_tokens = check_max_new_tokens(max_new_tokens, model.max_length)
     if not is_int(batch_size) or batch_size < 1:
         raise ValueError(
             f"`batch_size` must be an int >= 1; received {batch_size!r}."
@@ -165,7 +160,7 @@ def export_for_serving(
     options = {
         "num_beams": beam["num_beams"],
         "length_penalty": beam["length_penalty"],
-        "max_new_tokens": None if max_new_tokens is None else int(max_new_tokens),
+        "max_new_tokens": max_new_tokens,
         "batch_size": int(batch_size),
     }
     staging = tempfile.mkdtemp(prefix=f".{version}{_PARTIAL}", dir=export_dir)
@@ -205,8 +200,6 @@ def _with_dtype(translator, dtype):
     """The translator with its model rebuilt under another dtype policy
     (same weights)."""
     import keras
-
-    from keras_stageshow.models.translator import Translator
 
     model = translator.model
     policy = keras.dtype_policies.get(dtype)
@@ -273,17 +266,35 @@ def _build_module(translator, options, files):
     root.target_tokenizer = _ServingTokenizer(
         translator.target_tokenizer, files, "target"
     )
-    graph = _TranslationGraph(
-        model, root.source_tokenizer, root.target_tokenizer, **options
-    )
+    # The library's decoding core, traced inline into the signatures,
+    # without XLA.
+    ceremony = AwardsCeremony(model, jit_compile=False, traced=False)
+    strategies = {
+        "greedy": check_options("greedy", vocabulary_size=model.target_vocab_size),
+        "beam": check_options(
+            "beam",
+            num_beams=options["num_beams"],
+            length_penalty=options["length_penalty"],
+            vocabulary_size=model.target_vocab_size,
+        ),
+    }
+
+    def translate(text, strategy):
+        translations, scores = ceremony.translate(
+            text, root.source_tokenizer, root.target_tokenizer,
+            strategies[strategy], batch_size=options["batch_size"],
+            max_new_tokens=options["max_new_tokens"],
+        )
+        return {"translation": translations, "score": scores}
+
     text = tf.TensorSpec([None], tf.string, name="text")
     root.translate = tf.function(
-        lambda text: graph.translate(text, "greedy"),
+        lambda text: translate(text, "greedy"),
         input_signature=[text],
         autograph=False,
     )
     root.translate_beam = tf.function(
-        lambda text: graph.translate(text, "beam"),
+        lambda text: translate(text, "beam"),
         input_signature=[text],
         autograph=False,
     )
@@ -340,122 +351,7 @@ class _ServingTokenizer(tf.Module):
         return self.tokenizer.tokenize(self.config.normalize(texts))
 
     def detokenize(self, ids):
-        from keras_stageshow.tokenizers.subword_tokenizer import visible_ids
-
         return self.tokenizer.detokenize(visible_ids(ids, self.config.vocabulary_size))
-
-
-class _TranslationGraph:
-    """The text signatures' computation, written with TF ops (it runs only
-    under the TensorFlow backend, inside the exported functions)."""
-
-    def __init__(
-        self, model, source, target, num_beams, length_penalty,
-        max_new_tokens, batch_size,
-    ):
-        self.model = model
-        self.source = source
-        self.target = target
-        self.num_beams = num_beams
-        self.length_penalty = length_penalty
-        self.max_new_tokens = max_new_tokens
-        self.batch_size = batch_size
-
-    def translate(self, texts, strategy):
-        texts = tf.ensure_shape(texts, [None])
-        count = tf.size(texts)
-        blank = tf.strings.regex_full_match(texts, BLANK_PATTERN)
-        todo = tf.reshape(tf.where(~blank), [-1])
-        # Source ids as `Translator.encode` makes them: cut to
-        # max_length - 1 subwords, then the end token. (rows, width)
-        ids = self.source.tokenize(tf.gather(texts, todo))
-        ids = ids[:, : self.model.max_length - 1]
-        end = self.source.config.end_id
-        ids = tf.concat([ids, tf.fill([ids.nrows(), 1], end)], axis=1)
-        lengths = tf.cast(ids.row_lengths(), tf.int32)
-        source_ids = ids.to_tensor()
-        # Longest first, in chunks of `batch_size`, as `Translator` does.
-        order = tf.argsort(-lengths, stable=True)
-        rows = tf.size(order)
-        chunks = (rows + self.batch_size - 1) // self.batch_size
-
-        def body(chunk, translations, scores):
-            chosen = order[chunk * self.batch_size : (chunk + 1) * self.batch_size]
-            chosen_lengths = tf.gather(lengths, chosen)
-            width = tf.reduce_max(chosen_lengths)
-            chosen_ids = tf.gather(source_ids, chosen)[:, :width]
-            tokens, chunk_scores = self._generate(
-                chosen_ids, chosen_lengths, strategy
-            )
-            words = self.target.detokenize(tokens)
-            return (
-                chunk + 1,
-                tf.concat([translations, words], 0),
-                tf.concat([scores, chunk_scores], 0),
-            )
-
-        _, translations, scores = tf.while_loop(
-            lambda chunk, *_: chunk < chunks,
-            body,
-            (tf.constant(0), tf.constant([], tf.string), tf.constant([], tf.float32)),
-            shape_invariants=(
-                tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None])
-            ),
-            # One chunk at a time: memory stays that of `batch_size` rows.
-            parallel_iterations=1,
-        )
-        # Back to the input's order; blank strings get "" and score 0
-        # (the extra last entry).
-        inverse = tf.argsort(order)
-        translations = tf.concat([tf.gather(translations, inverse), [""]], 0)
-        scores = tf.concat([tf.gather(scores, inverse), [0.0]], 0)
-        position = tf.cumsum(tf.cast(~blank, tf.int32)) - 1
-        position = tf.where(blank, rows, position)
-        translations = tf.gather(translations, position)
-        scores = tf.gather(scores, position)
-        return {
-            "translation": tf.ensure_shape(translations, [None]),
-            "score": tf.reshape(scores, [count]),
-        }
-
-    def _generate(self, source_ids, lengths, strategy):
-        """`Transformer.generate` on one chunk, in the same shape buckets
-        (see `Transformer._compiled_generate`): batch rounded up to a power
-        of two, source length and steps to a multiple of 16."""
-        from keras_stageshow.models.transformer import _round_up
-
-        model = self.model
-        batch = tf.shape(source_ids)[0]
-        source_len = tf.shape(source_ids)[1]
-        if self.max_new_tokens is None:
-            limits = tf.minimum(lengths + 50, model.max_length)
-        else:
-            limits = tf.fill([batch], self.max_new_tokens)
-        steps = tf.reduce_max(limits)
-        powers = tf.bitwise.left_shift(1, tf.range(31))
-        batch_bucket = tf.reduce_min(tf.boolean_mask(powers, powers >= batch))
-        # (Transformer's `_round_up` works on tensors as on ints.)
-        length_bucket = tf.minimum(_round_up(source_len, 16), model.max_length)
-        steps_bucket = tf.minimum(_round_up(steps, 16), model.max_length)
-        padded = tf.pad(
-            source_ids,
-            [[0, batch_bucket - batch], [0, length_bucket - source_len]],
-        )
-        padded_limits = tf.pad(limits, [[0, batch_bucket - batch]])
-        options = {"strategy": strategy}
-        if strategy == "beam":
-            options.update(
-                num_beams=self.num_beams, length_penalty=self.length_penalty
-            )
-        tokens, scores = model._decode(
-            padded,
-            padded_limits,
-            steps=steps_bucket,
-            start_id=self.target.config.start_id,
-            end_id=self.target.config.end_id,
-            **options,
-        )
-        return tokens[:batch, :steps], scores[:batch]
 
 
 def read_export_description(version_dir):

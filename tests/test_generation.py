@@ -6,7 +6,8 @@ import pytest
 from conftest import random_ids
 from conftest import tiny_transformer
 from keras_stageshow.datasets import copy_or_reverse
-from keras_stageshow.models.generation import pick_sample
+from keras_stageshow.decoding import ceremony_for
+from keras_stageshow.decoding.strategies import pick_sample
 
 
 def test_cached_greedy_equals_uncached_greedy_on_a_trained_model(trained_model):
@@ -29,8 +30,9 @@ def test_cached_greedy_equals_uncached_greedy_on_a_trained_model(trained_model):
 
 @pytest.mark.parametrize("strategy", ["greedy", "beam"])
 def test_xla_compiled_decoding_equals_the_plain_tf_function(trained_model, strategy):
-    """`jit_compile=True` (the default) swaps the cache's split + concat for
-    XLA's dynamic-update-slice; the decoded rows must not change."""
+    """`jit_compile=True` (the default) writes the cache with XLA's
+    dynamic-update-slice, `False` with TensorFlow's in-place row update (the
+    served graph's op); the decoded rows must not change."""
     (source, _), _ = copy_or_reverse(16, seed=6)
     results = [
         trained_model.generate(
@@ -41,8 +43,9 @@ def test_xla_compiled_decoding_equals_the_plain_tf_function(trained_model, strat
     ]
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-4)
-    keys = list(trained_model._generate_functions)
-    assert {key[-1] for key in keys} == {True, False}
+    for jit, write in ((True, "slice_update"), (False, "in_place")):
+        ceremony = ceremony_for(trained_model, jit_compile=jit)
+        assert ceremony.cache_write == write and ceremony.traced_functions
 
 
 def test_beam_search_with_one_beam_equals_greedy(trained_model):
@@ -152,11 +155,12 @@ def test_one_trace_serves_every_call_in_a_shape_bucket():
     model = tiny_transformer()
     model.generate(random_ids(3, 5), max_new_tokens=6)
     model.generate(random_ids(4, 9, seed=1), max_new_tokens=10)  # same buckets
-    assert len(model._generate_functions) == 1
-    (function,) = model._generate_functions.values()
+    traced = ceremony_for(model).traced_functions
+    assert len(traced) == 1
+    (function,) = traced.values()
     assert function.experimental_get_tracing_count() == 1
     model.generate(random_ids(5, 5), max_new_tokens=6)  # batch bucket 8
-    assert len(model._generate_functions) == 2
+    assert len(traced) == 2
 
 
 @pytest.mark.parametrize(

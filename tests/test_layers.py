@@ -99,8 +99,19 @@ def test_one_fit_step_changes_weights(cls, kwargs, inputs, shape):
     assert any(changed) or cls is ks.Adjust and not before
 
 
-def test_rehearsal_is_keras_multi_head_attention():
-    assert issubclass(ks.Rehearsal, keras.layers.MultiHeadAttention)
+def test_rehearsal_weights_load_into_keras_multi_head_attention():
+    """Rehearsal composes Keras's projections instead of subclassing
+    MultiHeadAttention; its variables keep MHA's names, shapes and order."""
+    ours = ks.Rehearsal(num_heads=2, key_dim=8, value_dim=4)
+    theirs = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8, value_dim=4)
+    ours(Q, X)
+    theirs(Q, X)
+    assert [w.shape for w in ours.weights] == [w.shape for w in theirs.weights]
+    assert [w.path.split("/")[-2:] for w in ours.weights] == [
+        [dense, kind]
+        for dense in ("query", "key", "value", "attention_output")
+        for kind in ("kernel", "bias")
+    ]
 
 
 @pytest.mark.parametrize("kind", ["self", "cross", "cross_key_differs"])
@@ -255,13 +266,20 @@ def test_rehearsal_fused_and_explicit_paths_agree():
 def test_rehearsal_cache_matches_full_attention():
     rehearsal = ks.Rehearsal(num_heads=2, key_dim=8)
     full = np.asarray(rehearsal(Q, Q, use_causal_mask=True))
-    cache = np.zeros((B, 2, T, 2, 8), "float32")
+    cache = rehearsal.empty_cache(B, T)
     for i in range(T):
-        step, cache = rehearsal(
-            Q[:, i : i + 1], Q[:, i : i + 1], cache=cache,
-            cache_update_index=i, use_causal_mask=True,
+        step, cache = rehearsal.call_with_cache(Q[:, i : i + 1], cache, i)
+        np.testing.assert_allclose(step[:, 0], full[:, i], atol=1e-5)
+    # Cross-attention over a precomputed, read-only cache.
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    full = np.asarray(rehearsal(Q, X, value_mask=mask))
+    show = rehearsal.compute_cache(X)
+    for i in range(T):
+        step, same = rehearsal.call_with_cache(
+            Q[:, i : i + 1], show, key_padding_mask=mask
         )
         np.testing.assert_allclose(step[:, 0], full[:, i], atol=1e-5)
+        assert same is show
 
 
 def test_mixed_float16_attention_is_finite_with_padding():
@@ -293,14 +311,29 @@ def test_show_keeps_its_mask_when_watched_twice():
     np.testing.assert_allclose(explicit, first, atol=1e-6)
 
 
-def test_decoder_cache_arguments_go_together():
-    assessment = ks.OscarAssessment(20, num_layers=1, d_model=D, num_heads=2, d_ff=32)
-    assessment(TARGET_IDS, X)
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_decoder_call_with_cache_equals_the_full_call(norm_first):
+    """The cached step (`call_with_cache`, a fixed `(output, caches)` return)
+    computes what the full decoder computes at each position."""
+    assessment = ks.OscarAssessment(
+        20, num_layers=2, d_model=D, num_heads=2, d_ff=32, dropout_rate=0.0,
+        norm_first=norm_first,
+    )
+    show_mask = IDS != 0
+    ids = np.array([[2, 5, 6, 7], [2, 8, 9, 10]], "int32")
+    full = np.asarray(assessment(ids, X, enc_output_mask=show_mask))
     cross = assessment.compute_cross_attention_cache(X)
-    with pytest.raises(ValueError, match="cache_update_index"):
-        assessment(TARGET_IDS[:, :1], X, cross_attention_cache=cross, cache_update_index=0)
+    caches = assessment.empty_self_attention_cache(B, T)
+    for i in range(T):
+        out, caches = assessment.call_with_cache(
+            ids[:, i : i + 1], caches, cross, i, show_mask
+        )
+        assert len(caches) == 2
+        np.testing.assert_allclose(out[:, 0], full[:, i], atol=1e-5)
 
 
 def test_rehearsal_rejects_options_it_does_not_implement():
     with pytest.raises(ValueError, match="attention_axes"):
         ks.Rehearsal(num_heads=2, key_dim=8, attention_axes=(1, 2))
+    with pytest.raises(ValueError, match="output_shape"):
+        ks.Rehearsal(num_heads=2, key_dim=8, output_shape=(4, 4))

@@ -15,7 +15,7 @@ import keras_stageshow as ks
 from keras_stageshow import serving
 from keras_stageshow.datasets import load_multi30k
 from keras_stageshow.files import current_umask
-from keras_stageshow.layers.utils import update_along
+from keras_stageshow.decoding.ceremony import BLANK_PATTERN
 from keras_stageshow.training.run import train_translation_run
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -265,27 +265,10 @@ def test_export_rejects_bad_arguments(translator, tmp_path):
 
 def test_blank_pattern_matches_python_isspace():
     chars = [chr(c) for c in range(0x3100) if not 0xD800 <= c < 0xE000]
-    blank = tf.strings.regex_full_match(chars, serving.BLANK_PATTERN).numpy()
+    blank = tf.strings.regex_full_match(chars, BLANK_PATTERN).numpy()
     assert blank.tolist() == [c.isspace() for c in chars]
-    examples = tf.strings.regex_full_match(["", " \t\u3000", " a "], serving.BLANK_PATTERN)
+    examples = tf.strings.regex_full_match(["", " \t\u3000", " a "], BLANK_PATTERN)
     assert examples.numpy().tolist() == [True, True, False]
-
-
-def test_update_along_equals_slice_update():
-    from keras import ops
-
-    cache = np.arange(2 * 2 * 5 * 3, dtype="float32").reshape(2, 2, 5, 3)
-    new = -np.ones((2, 2, 1, 3), "float32")
-    expected = ops.slice_update(cache, [0, 0, 3, 0], new)
-    np.testing.assert_array_equal(update_along(cache, 3, new, 2), expected)
-    tokens = np.zeros((2, 4), "int32")
-    out = update_along(tokens, 1, np.array([[5], [6]], "int32"), 1)
-    np.testing.assert_array_equal(out, [[0, 5, 0, 0], [0, 6, 0, 0]])
-    # In a graph, in float16, at a traced index: the static shape is kept.
-    traced = tf.function(lambda c, i: update_along(c, i, new, 2))
-    half = traced(tf.constant(cache, "float16"), tf.constant(4))
-    assert half.dtype == tf.float16 and half.shape == cache.shape
-    np.testing.assert_array_equal(half[:, :, 4], -1.0)
 
 
 def test_mixed_precision_model_exports_in_its_policy_or_float32(tmp_path):

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from keras_stageshow.tokenizers.subword_tokenizer import END_ID
-from keras_stageshow.tokenizers.subword_tokenizer import START_ID
+from keras_stageshow.special_ids import END_ID
+from keras_stageshow.special_ids import START_ID
 
 
 def tokenize_pairs(

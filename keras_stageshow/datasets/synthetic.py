@@ -6,7 +6,8 @@ Token ids follow the library's reserved layout: 0 = padding, 1 = unknown,
 
 import numpy as np
 
-PAD, UNK, START, END = 0, 1, 2, 3
+from keras_stageshow.special_ids import END_ID as END
+from keras_stageshow.special_ids import START_ID as START
 COPY, REVERSE = 4, 5
 FIRST_SYMBOL = 6
 

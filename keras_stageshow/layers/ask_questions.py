@@ -1,57 +1,101 @@
+"""`AskQuestions`: the decoder's masked self-attention block."""
+
 import keras
 
-from keras_stageshow.layers.base import StageBlock
+from keras_stageshow.layers.adjust import Adjust
+from keras_stageshow.layers.masks import resolve_padding_mask
+from keras_stageshow.layers.rehearsal import Rehearsal
+from keras_stageshow.layers.utils import check_heads
 from keras_stageshow.layers.utils import check_last_dim
-from keras_stageshow.layers.utils import key_padding_attention_mask
+from keras_stageshow.layers.utils import check_positive_int
+from keras_stageshow.layers.utils import check_rank
+from keras_stageshow.layers.utils import check_rate
+from keras_stageshow.layers.utils import clone_initializer
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
-class AskQuestions(StageBlock):
+class AskQuestions(keras.layers.Layer):
     """Ask questions: masked (causal) multi-head self-attention, then Adjust.
 
     The committee asks questions of itself: each target position attends to
     itself and earlier positions only (the look-ahead mask, paper section
     3.2.3), never to the future and never to padding. Then `Adjust`.
 
-    During the awards ceremony (cached decoding) the layer takes one new
-    token at a time with a key/value `cache` of the earlier ones and returns
-    the updated cache.
+    During the awards ceremony (cached decoding) `call_with_cache` takes one
+    new token at a time with a key/value cache of the earlier ones
+    (`empty_cache`) and returns `(output, updated_cache)`.
 
     Args:
         num_heads: int, attention heads; must divide `d_model`.
         dropout_rate: float, dropout on the attention output.
         attention_dropout_rate: float, dropout on attention weights.
         norm_first: bool, pre-norm instead of post-norm.
-        layer_norm_epsilon, kernel_initializer, bias_initializer: as in
-            `PracticeRound`.
+        layer_norm_epsilon: float.
+        kernel_initializer, bias_initializer: for the attention projections.
         **kwargs: base layer keyword arguments.
 
     Call arguments:
         target: `(batch, target_len, d_model)`.
-        padding_mask: optional boolean `(batch, target_len)` (or the input's
-            Keras mask), True = real token. Not used with a `cache`: cached
-            decoding feeds real tokens only, guarded by the look-ahead mask.
-        cache: optional `(batch, 2, max_len, num_heads, head_dim)` keys and
-            values of earlier steps; requires `cache_update_index`.
-        cache_update_index: int, position of `target`'s first token.
+        padding_mask: optional boolean `(batch, target_len)` (or, when not
+            given, the input's Keras mask), True = real token.
         return_attention_scores: bool, also return the attention weights.
         training: bool, whether dropout is active.
 
-    Returns the output, then the updated cache if one was given, then the
-    attention weights if asked for.
+    Returns `target`'s update `(batch, target_len, d_model)`, or
+    `(output, scores)`.
 
     Example:
     >>> ask = AskQuestions(num_heads=2)
     >>> ask(np.ones((2, 5, 16), "float32")).shape
     (2, 5, 16)
+
+    References:
+        Vaswani et al., "Attention Is All You Need", 2017, section 3.2.3.
     """
 
+    def __init__(
+        self,
+        num_heads,
+        dropout_rate=0.1,
+        attention_dropout_rate=0.0,
+        norm_first=False,
+        layer_norm_epsilon=1e-5,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = check_positive_int(num_heads, "num_heads")
+        self.dropout_rate = check_rate(dropout_rate, "dropout_rate")
+        self.attention_dropout_rate = check_rate(
+            attention_dropout_rate, "attention_dropout_rate"
+        )
+        self.norm_first = bool(norm_first)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.supports_masking = True
+
     def build(self, target_shape):
-        self._check_input_shape(target_shape, "target")
+        check_rank(target_shape, 3, "target", "of shape (batch, seq_len, d_model)")
         self.d_model = target_shape[-1]
-        self.rehearsal = self._make_rehearsal(self.d_model, "self_attention")
+        self.rehearsal = Rehearsal(
+            self.num_heads,
+            check_heads(self.d_model, self.num_heads, "target's last dimension"),
+            dropout=self.attention_dropout_rate,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
+            dtype=self.dtype_policy,
+            name="self_attention",
+        )
         self.rehearsal.build(target_shape, target_shape)
-        self.adjust = self._make_adjust("adjust")
+        self.adjust = Adjust(
+            self.dropout_rate,
+            norm_first=self.norm_first,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+            dtype=self.dtype_policy,
+            name="adjust",
+        )
         self.adjust.build(target_shape)
         self.built = True
 
@@ -59,41 +103,65 @@ class AskQuestions(StageBlock):
         self,
         target,
         padding_mask=None,
-        cache=None,
-        cache_update_index=None,
         return_attention_scores=False,
         training=None,
         mask=None,
     ):
         check_last_dim(target, self.d_model, "target")
-        if (cache is None) != (cache_update_index is None):
-            raise ValueError(
-                "`cache` and `cache_update_index` go together: pass both for "
-                "cached decoding, or neither."
-            )
-        padding_mask = mask if padding_mask is None else padding_mask
-        if cache is not None or padding_mask is None:
-            attention_mask = None
-        else:
-            # (batch, 1, target_len); the look-ahead part is added below.
-            attention_mask = key_padding_attention_mask(padding_mask)
-
+        padding_mask = resolve_padding_mask(padding_mask, mask)
         residual = target
         x = self.adjust.pre_norm(target)
         outputs = self.rehearsal(
             query=x,
             value=x,
-            attention_mask=attention_mask,
-            cache=cache,
-            cache_update_index=cache_update_index,
+            # (batch, target_len); Rehearsal adds the look-ahead mask.
+            query_mask=padding_mask,
+            value_mask=padding_mask,
             use_causal_mask=True,
             return_attention_scores=return_attention_scores,
             training=training,
         )
-        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-        x = self.adjust(outputs[0], residual, training=training)
-        outputs = (x,) + outputs[1:]
-        return outputs[0] if len(outputs) == 1 else outputs
+        x, scores = outputs if return_attention_scores else (outputs, None)
+        x = self.adjust(x, residual, training=training)
+        return (x, scores) if return_attention_scores else x
+
+    def empty_cache(self, batch_size, length, cache_write="slice_update"):
+        """A zero key/value cache for `length` decoding steps (see
+        `Rehearsal.empty_cache`)."""
+        return self.rehearsal.empty_cache(batch_size, length, cache_write)
+
+    def call_with_cache(
+        self, target, cache, cache_update_index, cache_write="slice_update"
+    ):
+        """One decoding step: `target` `(batch, 1, d_model)` is the token at
+        `cache_update_index`; it attends to itself and the cached earlier
+        tokens (real tokens only: the look-ahead mask is the only mask).
+        Returns `(output, cache)`."""
+        residual = target
+        x = self.adjust.pre_norm(target)
+        x, cache = self.rehearsal.call_with_cache(
+            x, cache, cache_update_index, cache_write=cache_write
+        )
+        return self.adjust(x, residual, training=False), cache
 
     def compute_output_shape(self, target_shape):
         return target_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "dropout_rate": self.dropout_rate,
+                "attention_dropout_rate": self.attention_dropout_rate,
+                "norm_first": self.norm_first,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+            }
+        )
+        return config

@@ -1,7 +1,7 @@
 import keras
 
 from keras_stageshow.layers.adjust import Adjust
-from keras_stageshow.layers.base import _clone
+from keras_stageshow.layers.utils import clone_initializer
 from keras_stageshow.layers.utils import check_last_dim
 from keras_stageshow.layers.utils import check_positive_int
 from keras_stageshow.layers.utils import check_rank
@@ -64,16 +64,16 @@ class CrewDiscussion(keras.layers.Layer):
         self.inner_dense = keras.layers.Dense(
             self.d_ff,
             activation=self.activation,
-            kernel_initializer=_clone(self.kernel_initializer),
-            bias_initializer=_clone(self.bias_initializer),
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
             dtype=self.dtype_policy,
             name="inner_dense",
         )
         self.inner_dense.build(x_shape)
         self.output_dense = keras.layers.Dense(
             d_model,
-            kernel_initializer=_clone(self.kernel_initializer),
-            bias_initializer=_clone(self.bias_initializer),
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
             dtype=self.dtype_policy,
             name="output_dense",
         )

@@ -3,11 +3,10 @@ import math
 import keras
 from keras import ops
 
-from keras_stageshow.layers.utils import PAD_ID
 from keras_stageshow.layers.utils import check_positive_int
 from keras_stageshow.layers.utils import check_rate
 from keras_stageshow.layers.utils import check_token_ids
-from keras_stageshow.layers.utils import padding_mask_from_ids
+from keras_stageshow.layers.masks import padding_mask_from_ids
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
@@ -145,7 +144,7 @@ class Preprocess(keras.layers.Layer):
         return ops.expand_dims(encoding, 0)
 
     def compute_mask(self, token_ids, mask=None):
-        return padding_mask_from_ids(token_ids, PAD_ID)
+        return padding_mask_from_ids(token_ids)
 
     def compute_output_shape(self, token_ids_shape):
         return (*token_ids_shape, self.d_model)

@@ -1,15 +1,24 @@
+"""`Rehearsal`: multi-head attention, on Keras's public API only."""
+
 import keras
 from keras import ops
 
-from keras_stageshow.layers.utils import causal_attention_mask
+from keras_stageshow.layers import kv_cache
+from keras_stageshow.layers.masks import causal_mask
+from keras_stageshow.layers.masks import merge_attention_masks
+from keras_stageshow.layers.masks import resolve_padding_mask
 from keras_stageshow.layers.utils import check_last_dim
-from keras_stageshow.layers.utils import key_padding_attention_mask
-from keras_stageshow.layers.utils import merge_attention_masks
-from keras_stageshow.layers.utils import update_along
+from keras_stageshow.layers.utils import check_positive_int
+from keras_stageshow.layers.utils import check_rate
+from keras_stageshow.layers.utils import clone_initializer
+
+# Large but finite: softmax of a fully masked row stays finite (uniform, then
+# zeroed by the mask), where -inf would give NaN.
+_FLOAT32_MASK_VALUE = -1e30
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
-class Rehearsal(keras.layers.MultiHeadAttention):
+class Rehearsal(keras.layers.Layer):
     """Rehearsal: multi-head scaled dot-product attention (paper section 3.2).
 
     The script is read three ways: queries (the plots), keys (the roles) and
@@ -18,91 +27,157 @@ class Rehearsal(keras.layers.MultiHeadAttention):
     same layer with queries from the decoder and keys/values from the show
     (cross-attention).
 
-    This is Keras's `MultiHeadAttention` with three changes, each because the
-    parent cannot do it:
+    It computes what Keras's `MultiHeadAttention` computes, with the same
+    variables (four `EinsumDense` projections named `query_dense`,
+    `key_dense`, `value_dense`, `output_dense`, so weights move between the
+    two with `set_weights`), composed from public Keras API rather than
+    subclassed, and with four additions:
 
-    - a key/value cache (`cache`, `cache_update_index`) for the awards
-      ceremony, so decoding a token attends over stored keys and values
-      instead of re-projecting the whole prefix;
+    - fused projections: Q/K/V (self-attention) or K/V (one sequence) run
+      as one 2-D matmul on the flattened kernels. Keras's `EinsumDense` is a
+      broadcasting BatchMatMul on TensorFlow whose kernel gradient is a
+      per-sequence product summed over the batch, the largest cost in the
+      profile of a training step (benchmarks/README.md);
+    - a key/value cache for the awards ceremony (`compute_cache`,
+      `call_with_cache`), so a decoding step attends over stored keys and
+      values instead of re-projecting the prefix;
     - softmax always in float32 with boolean masking (no `-1e9` that
       overflows float16), also on the path that returns attention weights;
     - a query with no visible key at all (a row that is entirely padding)
-      gets a zero attention result (so the layer returns the output
-      projection's bias) instead of an average over padding.
+      gets a zero attention result instead of an average over padding.
 
-    Masks are boolean, `True` = may attend. `attention_mask` is broadcastable
-    to `(batch, query_len, key_len)`; `value_mask` / `key_mask`
-    `(batch, key_len)` and `query_mask` `(batch, query_len)` are merged into
-    it, and Keras fills them from the inputs' Keras masks when not given.
+    Masks are boolean, `True` = may attend (see `layers/masks.py` for how
+    they are combined and which wins).
 
     Args:
         num_heads: int, number of heads `h`.
-        key_dim: int, size of each head `d_k = d_model / h`.
-        **kwargs: every other `keras.layers.MultiHeadAttention` argument
-            (`dropout`, `use_bias`, `kernel_initializer`, ...). Inputs are
-            rank 3, `(batch, seq_len, features)`.
+        key_dim: int, size of each query/key head `d_k = d_model / h`.
+        value_dim: int, size of each value head `d_v` (default `key_dim`).
+        dropout: float, dropout on the attention weights.
+        use_bias: bool, whether the projections have biases.
+        output_shape: int, the output width (default: the query's width).
+        kernel_initializer, bias_initializer: for the four projections (each
+            gets its own clone).
+        kernel_regularizer, bias_regularizer, kernel_constraint,
+        bias_constraint: for the four projections.
+        seed: int, seed of the attention dropout.
+        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         query: `(batch, query_len, d_model)`.
         value: `(batch, key_len, d_model)`.
         key: optional `(batch, key_len, d_model)`, defaults to `value`.
-        attention_mask: optional boolean mask, see above.
-        cache: optional `(batch, 2, cache_len, num_heads, key_dim)` stacked
-            projected keys and values. With `cache_update_index`, the new
-            keys/values of `key`/`value` are written at that position and the
-            updated cache is returned (self-attention during decoding).
-            Without it, the cache is read as-is and `key`/`value` are not
-            projected (cross-attention over a precomputed show).
-        cache_update_index: int scalar, where to write into `cache`.
-        use_causal_mask: bool, add the look-ahead mask (offset by
-            `cache_update_index` when caching).
+        attention_mask: optional boolean, broadcastable to
+            `(batch, query_len, key_len)`.
+        query_mask, value_mask, key_mask: optional boolean padding masks
+            `(batch, len)`; Keras fills them from the inputs' Keras masks.
+            `key_mask` wins over `value_mask` when both are given.
+        use_causal_mask: bool, add the look-ahead mask.
         return_attention_scores: bool, also return the attention weights
             `(batch, num_heads, query_len, key_len)`.
         training: bool, whether attention dropout is active.
 
-    Returns `output`, then the updated `cache` if one was given, then the
-    attention weights if asked for.
+    Returns `output` `(batch, query_len, output_width)`, or
+    `(output, scores)` with `return_attention_scores`.
 
     Example:
     >>> rehearsal = Rehearsal(num_heads=2, key_dim=8)
     >>> x = np.random.rand(1, 5, 16).astype("float32")
     >>> rehearsal(x, x).shape
     (1, 5, 16)
+
+    References:
+        Vaswani et al., "Attention Is All You Need", 2017, section 3.2.
     """
 
-    def __init__(self, num_heads, key_dim, **kwargs):
-        # After build Keras records the sequence axis, (1,), in the config.
-        if kwargs.get("attention_axes") not in (None, 1, (1,), [1]):
-            raise ValueError(
-                "`Rehearsal` does not support `attention_axes`; attention "
-                "runs over the sequence axis of rank-3 inputs."
-            )
-        for name in ("flash_attention", "sliding_window"):
-            if kwargs.get(name) not in (None, False):
-                raise ValueError(
-                    f"`Rehearsal` does not support `{name}`; attention runs "
-                    "over the sequence axis of rank-3 inputs."
-                )
-        output_shape = kwargs.get("output_shape")
-        if output_shape is not None and not (
-            isinstance(output_shape, int) or len(tuple(output_shape)) == 1
-        ):
-            raise ValueError(
-                "`Rehearsal` takes `output_shape` as one int (the output "
-                f"width); received {output_shape!r}."
-            )
-        if kwargs.get("use_gate"):
-            raise ValueError("`Rehearsal` does not support `use_gate=True`.")
-        super().__init__(num_heads, key_dim, **kwargs)
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        value_dim=None,
+        dropout=0.0,
+        use_bias=True,
+        output_shape=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = check_positive_int(num_heads, "num_heads")
+        self.key_dim = check_positive_int(key_dim, "key_dim")
+        self.value_dim = check_positive_int(
+            key_dim if value_dim is None else value_dim, "value_dim"
+        )
+        self.dropout = check_rate(dropout, "dropout")
+        self.use_bias = bool(use_bias)
+        if isinstance(output_shape, (tuple, list)) and len(output_shape) == 1:
+            output_shape = output_shape[0]
+        if output_shape is not None:
+            output_shape = check_positive_int(output_shape, "output_shape")
+        self.output_width = output_shape
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.seed = seed
+        self.supports_masking = True
 
     def build(self, query_shape, value_shape, key_shape=None):
-        if len(query_shape) != 3 or len(value_shape) != 3:
-            raise ValueError(
-                "`Rehearsal` takes rank-3 inputs (batch, seq_len, features); "
-                f"received query shape {tuple(query_shape)} and value shape "
-                f"{tuple(value_shape)}."
-            )
-        super().build(query_shape, value_shape, key_shape)
+        for name, shape in (("query", query_shape), ("value", value_shape)):
+            if shape is None or len(shape) != 3:
+                raise ValueError(
+                    "`Rehearsal` takes rank-3 inputs (batch, seq_len, features); "
+                    f"received {name} shape {None if shape is None else tuple(shape)}."
+                )
+        key_shape = value_shape if key_shape is None else key_shape
+        self.d_model = query_shape[-1]
+        output_width = self.output_width or self.d_model
+        # The projections, as in Keras's MultiHeadAttention (same variables).
+        self.query_dense = self._projection(
+            "abc,cde->abde", (None, self.num_heads, self.key_dim), "de", "query"
+        )
+        self.query_dense.build(query_shape)
+        self.key_dense = self._projection(
+            "abc,cde->abde", (None, self.num_heads, self.key_dim), "de", "key"
+        )
+        self.key_dense.build(key_shape)
+        self.value_dense = self._projection(
+            "abc,cde->abde", (None, self.num_heads, self.value_dim), "de", "value"
+        )
+        self.value_dense.build(value_shape)
+        self.output_dense = self._projection(
+            "abcd,cde->abe", (None, output_width), "e", "attention_output"
+        )
+        self.output_dense.build(
+            (query_shape[0], query_shape[1], self.num_heads, self.value_dim)
+        )
+        # Dropout on the attention weights.
+        self.attention_dropout = keras.layers.Dropout(
+            self.dropout, seed=self.seed, dtype=self.dtype_policy, name="dropout"
+        )
+        self.built = True
+
+    def _projection(self, equation, output_shape, bias_axes, name):
+        return keras.layers.EinsumDense(
+            equation,
+            output_shape=output_shape,
+            bias_axes=bias_axes if self.use_bias else None,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
+            kernel_regularizer=self.kernel_regularizer,
+            bias_regularizer=self.bias_regularizer,
+            kernel_constraint=self.kernel_constraint,
+            bias_constraint=self.bias_constraint,
+            dtype=self.dtype_policy,
+            name=name,
+        )
 
     def call(
         self,
@@ -113,121 +188,120 @@ class Rehearsal(keras.layers.MultiHeadAttention):
         value_mask=None,
         key_mask=None,
         attention_mask=None,
-        cache=None,
-        cache_update_index=None,
         use_causal_mask=False,
         return_attention_scores=False,
         training=None,
     ):
         check_last_dim(query, None, "query")
         check_last_dim(value, None, "value")
-        if key is None:
-            key = value
-        updating_cache = cache is not None and cache_update_index is not None
-        reading_cache = cache is not None and cache_update_index is None
-
-        # Masks: the key padding mask applies to keys we project now, or to a
-        # read-only cache of the same length; a growing self-attention cache
-        # is guarded by the causal mask alone.
-        if updating_cache:
-            key_padding = None
-        else:
-            key_padding = merge_attention_masks(key_mask, value_mask)
-        if key_padding is not None:
-            key_padding = key_padding_attention_mask(key_padding)
-        if query_mask is not None:
-            # (batch, query_len) -> (batch, query_len, 1)
-            query_mask = ops.expand_dims(ops.cast(query_mask, "bool"), -1)
-        causal = None
-        if use_causal_mask:
-            key_len = ops.shape(cache)[2] if cache is not None else ops.shape(key)[1]
-            causal = causal_attention_mask(
-                ops.shape(query)[1],
-                key_len,
-                0 if cache_update_index is None else cache_update_index,
-            )
+        key = value if key is None else key
         attention_mask = merge_attention_masks(
-            attention_mask, key_padding, query_mask, causal
+            attention_mask,
+            key_padding_mask=resolve_padding_mask(key_mask, value_mask),
+            query_padding_mask=query_mask,
+            causal=(
+                causal_mask(ops.shape(query)[1], ops.shape(key)[1])
+                if use_causal_mask
+                else None
+            ),
         )
-
-        if reading_cache:
-            # (batch, query_len, num_heads, key_dim)
-            (query,) = self._project(query, self.query_dense)
-            # (batch, key_len, num_heads, key_dim) each
-            key, value = cache[:, 0, ...], cache[:, 1, ...]
-        elif query is key and key is value:
+        if query is key and key is value:
             # Self-attention: Q, K and V in one matmul.
             query, key, value = self._project(
                 query, self.query_dense, self.key_dense, self.value_dense
             )
         else:
             (query,) = self._project(query, self.query_dense)
-            key, value = self._project_key_value(key, value)
-        if updating_cache:
-            # (batch, 2, cache_len, num_heads, key_dim)
-            cache = update_along(
-                cache, cache_update_index, ops.stack([key, value], axis=1), 2
-            )
-            key, value = cache[:, 0, ...], cache[:, 1, ...]
-
-        output, scores = self._compute_attention(
-            query,
-            key,
-            value,
-            attention_mask,
-            training=training,
-            return_attention_scores=return_attention_scores,
+            key, value = self.project_key_value(key, value)
+        output, scores = self._attend(
+            query, key, value, attention_mask, training, return_attention_scores
         )
-        # (batch, query_len, num_heads, value_dim) -> (batch, query_len, d_model)
         output = self._output_projection(output)
-
-        outputs = (output,)
-        if cache is not None:
-            outputs += (cache,)
-        if return_attention_scores:
-            outputs += (scores,)
-        return outputs[0] if len(outputs) == 1 else outputs
+        return (output, scores) if return_attention_scores else output
 
     def compute_cache(self, value, key=None):
-        """Projects a whole `value`/`key` sequence once, for a read-only cache.
+        """The keys and values of a whole sequence, projected once (the show,
+        for cross-attention during decoding).
 
-        # (batch, 2, key_len, num_heads, key_dim)
+        # (keys, values), each (batch, key_len, num_heads, head_dim)
         """
-        key = value if key is None else key
-        return ops.stack(self._project_key_value(key, value), axis=1)
+        return self.project_key_value(value if key is None else key, value)
 
-    def _project_key_value(self, key, value):
-        """K and V, in one matmul when they read the same sequence."""
+    def empty_cache(self, batch_size, length, cache_write="slice_update"):
+        """A zero self-attention cache for `length` decoding steps.
+
+        # (keys, values), each (length, batch, num_heads, head_dim)
+        """
+        return kv_cache.empty_cache(
+            length, batch_size, self.num_heads, self.key_dim, self.value_dim,
+            self.compute_dtype, cache_write,
+        )
+
+    def call_with_cache(
+        self, query, cache, cache_update_index=None, key_padding_mask=None,
+        cache_write="slice_update",
+    ):
+        """Attention of a decoding step over a cache; returns `(output, cache)`.
+
+        With `cache_update_index` (self-attention): `query` is the token at
+        that position; its keys and values are written into `cache` (an
+        `empty_cache`, written with `cache_write`, see `layers/kv_cache.py`)
+        and it attends to positions `0 .. cache_update_index`. Without it
+        (cross-attention): `cache` is `compute_cache`'s read-only pair,
+        returned unchanged, with `key_padding_mask` `(batch, key_len)`.
+
+        # query: (batch, 1, d_model) -> output: (batch, 1, output_width)
+        """
+        (queries,) = self._project(query, self.query_dense)
+        if cache_update_index is None:
+            keys, values = cache
+            mask = merge_attention_masks(key_padding_mask=key_padding_mask)
+        else:
+            # One matmul each: fusing would concatenate the kernels every step.
+            (new_keys,) = self._project(query, self.key_dense)
+            (new_values,) = self._project(query, self.value_dense)
+            # (batch, 1, heads, dim) -> (1, batch, heads, dim)
+            cache = kv_cache.write_cache(
+                cache,
+                cache_update_index,
+                ops.transpose(new_keys, (1, 0, 2, 3)),
+                ops.transpose(new_values, (1, 0, 2, 3)),
+                cache_write,
+            )
+            # (length, batch, heads, dim) -> (batch, length, heads, dim)
+            keys, values = (ops.transpose(part, (1, 0, 2, 3)) for part in cache)
+            mask = causal_mask(1, ops.shape(keys)[1], cache_update_index)
+        output, _ = self._attend(queries, keys, values, mask, False, False)
+        return self._output_projection(output), cache
+
+    def project_key_value(self, key, value):
+        """K and V, in one matmul when they read the same sequence.
+
+        # (batch, key_len, d_model) -> 2 x (batch, key_len, num_heads, dim)
+        """
         if key is value:
-            return self._project(key, self.key_dense, self.value_dense)
+            return tuple(self._project(key, self.key_dense, self.value_dense))
         (key,) = self._project(key, self.key_dense)
         (value,) = self._project(value, self.value_dense)
         return key, value
 
     def _project(self, x, *projections):
-        """`x` through one or more of the Q/K/V projections in ONE 2-D matmul.
-
-        The parent calls each `EinsumDense` on its own; on TensorFlow that is
-        a broadcasting BatchMatMulV2 whose kernel gradient is one matrix per
-        sequence summed over the batch, the largest cost in the profile of a
-        training step (benchmarks/README.md). The same kernels and biases,
-        flattened to `(d_model, heads * dim)` and concatenated, make one
-        `(batch * len, d_model)` matmul forward and two backward. The
-        layers' variables and checkpoints are unchanged. Quantized
-        projections (`model.quantize`) go through their own call.
+        """`x` through one or more projections in ONE 2-D matmul: the
+        kernels `(d_model, heads, dim)` flattened to `(d_model, heads * dim)`
+        and concatenated. Quantized projections (`model.quantize`) go
+        through their own call, which applies their scales.
 
         # x: (batch, len, d_model) -> [(batch, len, num_heads, dim)] per projection
         """
-        if any(_quantized(p) for p in projections):
-            # Quantized kernels need EinsumDense's own call (its scales).
+        if any(p.dtype_policy.quantization_mode for p in projections):
             return [p(x) for p in projections]
         d_model = x.shape[-1]
         kernels = [ops.reshape(p.kernel, (d_model, -1)) for p in projections]
         widths = [k.shape[-1] for k in kernels]
         kernel = kernels[0] if len(kernels) == 1 else ops.concatenate(kernels, 1)
-        # (batch, len, sum(widths)); Keras's matmul is a 2-D MatMul here
+        # (batch, len, sum(widths)); a 2-D MatMul on TensorFlow
         y = ops.matmul(x, ops.cast(kernel, x.dtype))
-        if self._use_bias:
+        if self.use_bias:
             biases = [ops.reshape(p.bias, (-1,)) for p in projections]
             bias = biases[0] if len(biases) == 1 else ops.concatenate(biases, 0)
             y = y + ops.cast(bias, y.dtype)
@@ -236,48 +310,42 @@ class Rehearsal(keras.layers.MultiHeadAttention):
         )
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         return [
-            ops.reshape(part, (batch, length, self._num_heads, -1)) for part in parts
+            ops.reshape(part, (batch, length, self.num_heads, -1)) for part in parts
         ]
 
     def _output_projection(self, x):
         """The output projection as one 2-D matmul (see `_project`).
 
-        # x: (batch, len, num_heads, value_dim) -> (batch, len, output_dim)
+        # x: (batch, len, num_heads, value_dim) -> (batch, len, output_width)
         """
         dense = self.output_dense
-        if _quantized(dense):
+        if dense.dtype_policy.quantization_mode:
             return dense(x)
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
-        # (num_heads, value_dim, output_dim) -> (num_heads * value_dim, output_dim)
+        # (num_heads, value_dim, out) -> (num_heads * value_dim, out)
         kernel = ops.reshape(dense.kernel, (-1, dense.kernel.shape[-1]))
         x = ops.reshape(x, (batch, length, kernel.shape[0]))
         y = ops.matmul(x, ops.cast(kernel, x.dtype))
-        if self._use_bias:
+        if self.use_bias:
             y = y + ops.cast(dense.bias, y.dtype)
         return y
 
-    def _compute_attention(
-        self,
-        query,
-        key,
-        value,
-        attention_mask=None,
-        training=None,
-        return_attention_scores=False,
-        **kwargs,
-    ):
+    def _attend(self, query, key, value, attention_mask, training, return_scores):
+        """Scaled dot-product attention of projected heads.
+
         # query: (batch, query_len, num_heads, key_dim)
-        # key, value: (batch, key_len, num_heads, key_dim)
+        # key, value: (batch, key_len, num_heads, dim)
         # attention_mask: broadcastable to (batch, query_len, key_len)
+        # -> (batch, query_len, num_heads, value_dim), weights or None
+        """
         head_mask = None
         if attention_mask is not None:
             # (batch, 1, query_len, key_len): same mask for every head.
             head_mask = ops.expand_dims(attention_mask, 1)
-        use_dropout = self._dropout > 0.0 and training
         # Scale the query before the matmul, not the logits after it: the
         # logits then stay sqrt(d_k) times further from float16's limit.
-        query = query * ops.cast(self._inverse_sqrt_key_dim, query.dtype)
-        if not (return_attention_scores or use_dropout):
+        query = query * ops.cast(self.key_dim**-0.5, query.dtype)
+        if not (return_scores or (self.dropout > 0.0 and training)):
             # keras.ops.dot_product_attention computes the softmax in float32
             # and masks with a dtype-safe constant; on JAX/GPU it can use a
             # fused kernel.
@@ -287,17 +355,15 @@ class Rehearsal(keras.layers.MultiHeadAttention):
             weights = None
         else:
             # (batch, num_heads, query_len, key_len)
-            logits = ops.cast(
-                ops.einsum("btnh,bsnh->bnts", query, key), "float32"
-            )
+            logits = ops.cast(ops.einsum("btnh,bsnh->bnts", query, key), "float32")
             if head_mask is not None:
                 logits = ops.where(head_mask, logits, _FLOAT32_MASK_VALUE)
             weights = ops.softmax(logits, axis=-1)
             if head_mask is not None:
                 weights = weights * ops.cast(head_mask, weights.dtype)
             weights = ops.cast(weights, value.dtype)
-            dropped = self._dropout_layer(weights, training=training)
-            # (batch, query_len, num_heads, key_dim)
+            dropped = self.attention_dropout(weights, training=training)
+            # (batch, query_len, num_heads, value_dim)
             output = ops.einsum("bnts,bsnh->btnh", dropped, value)
         if attention_mask is not None:
             # A query that may see no key at all gets zeros, not an average
@@ -306,11 +372,38 @@ class Rehearsal(keras.layers.MultiHeadAttention):
             output = ops.where(ops.expand_dims(visible, -1), output, 0)
         return output, weights
 
+    def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
+        return (*query_shape[:-1], self.output_width or query_shape[-1])
 
-def _quantized(layer):
-    return getattr(layer, "quantization_mode", None) is not None
-
-
-# Large but finite: softmax of a fully masked row stays finite (uniform, then
-# zeroed by the mask), where -inf would give NaN.
-_FLOAT32_MASK_VALUE = -1e30
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "key_dim": self.key_dim,
+                "value_dim": self.value_dim,
+                "dropout": self.dropout,
+                "use_bias": self.use_bias,
+                "output_shape": self.output_width,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+                "bias_regularizer": keras.regularizers.serialize(
+                    self.bias_regularizer
+                ),
+                "kernel_constraint": keras.constraints.serialize(
+                    self.kernel_constraint
+                ),
+                "bias_constraint": keras.constraints.serialize(
+                    self.bias_constraint
+                ),
+                "seed": self.seed,
+            }
+        )
+        return config

@@ -1,12 +1,18 @@
+"""`StageShow`: the encoder."""
+
 import keras
 
-from keras_stageshow.layers.base import StageStack
+from keras_stageshow.layers.masks import padding_mask_from_ids
 from keras_stageshow.layers.practice_round import PracticeRound
-from keras_stageshow.layers.utils import padding_mask_from_ids
+from keras_stageshow.layers.preprocess import Preprocess
+from keras_stageshow.layers.utils import check_heads
+from keras_stageshow.layers.utils import check_positive_int
+from keras_stageshow.layers.utils import check_rank
+from keras_stageshow.layers.utils import check_rate
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
-class StageShow(StageStack):
+class StageShow(keras.layers.Layer):
     """Stage show: the Transformer encoder (paper section 3.1).
 
     The troupe turns a script into a performance: `Preprocess` (embedding,
@@ -14,10 +20,10 @@ class StageShow(StageStack):
     (`PracticeRound`: rehearsal + crew discussion). The result is the show,
     `enc_output`, which the Oscar assessment watches.
 
-    Masking: token id 0 is padding. The padding mask (`token_ids != 0`)
-    reaches every round's self-attention, and `enc_output` carries it as its
-    Keras mask, so the `OscarAssessment` that watches the show receives it
-    as `enc_output_mask` without further wiring.
+    Masking: token id 0 is padding. The padding mask is made from the ids
+    here (or passed by the caller that already has it, as `Transformer`
+    does) and reaches every round's self-attention; `enc_output` carries it
+    as its Keras mask.
 
     Args:
         vocabulary_size: int, source vocabulary size.
@@ -37,31 +43,103 @@ class StageShow(StageStack):
 
     Call arguments:
         token_ids: int `(batch, source_len)`.
+        padding_mask: optional boolean `(batch, source_len)`; by default
+            `token_ids != 0`.
         return_attention_scores: bool, also return a list with each round's
             attention weights `(batch, num_heads, source_len, source_len)`.
         training: bool, whether dropout is active.
+
+    Returns `enc_output` `(batch, source_len, d_model)`, or
+    `(enc_output, scores)`.
 
     Example:
     >>> show = StageShow(vocabulary_size=100, num_layers=2, d_model=16,
     ...                  num_heads=2, d_ff=32)
     >>> show(np.array([[5, 6, 7, 0]])).shape
     (1, 4, 16)
+
+    References:
+        Vaswani et al., "Attention Is All You Need", 2017, section 3.1.
     """
 
+    def __init__(
+        self,
+        vocabulary_size,
+        num_layers=6,
+        d_model=512,
+        num_heads=8,
+        d_ff=2048,
+        dropout_rate=0.1,
+        max_length=512,
+        attention_dropout_rate=0.0,
+        activation="relu",
+        norm_first=False,
+        layer_norm_epsilon=1e-5,
+        token_embedding=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.vocabulary_size = check_positive_int(vocabulary_size, "vocabulary_size")
+        self.num_layers = check_positive_int(num_layers, "num_layers")
+        self.d_model = check_positive_int(d_model, "d_model")
+        self.num_heads = check_positive_int(num_heads, "num_heads")
+        check_heads(self.d_model, self.num_heads)
+        self.d_ff = check_positive_int(d_ff, "d_ff")
+        self.dropout_rate = check_rate(dropout_rate, "dropout_rate")
+        self.max_length = check_positive_int(max_length, "max_length")
+        self.attention_dropout_rate = check_rate(
+            attention_dropout_rate, "attention_dropout_rate"
+        )
+        self.activation = keras.activations.get(activation)
+        self.norm_first = bool(norm_first)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.supports_masking = True
+        # Ideas -> story -> script -> the performers' material.
+        self.preprocess = Preprocess(
+            vocabulary_size,
+            d_model,
+            max_length=max_length,
+            dropout_rate=dropout_rate,
+            token_embedding=token_embedding,
+            dtype=self.dtype_policy,
+            name="preprocess",
+        )
+        self.final_norm = None
+        if self.norm_first:
+            self.final_norm = keras.layers.LayerNormalization(
+                epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="final_norm"
+            )
+
     def build(self, token_ids_shape):
-        hidden_shape = self._build_preprocess_and_norm(token_ids_shape)
+        check_rank(token_ids_shape, 2, "token_ids", "of shape (batch, seq_len)")
+        self.preprocess.build(token_ids_shape)
+        hidden_shape = (*token_ids_shape, self.d_model)
         self.practice_rounds = []
         for i in range(self.num_layers):
             practice_round = PracticeRound(
-                name=f"practice_round_{i}", **self._round_kwargs()
+                self.num_heads,
+                self.d_ff,
+                dropout_rate=self.dropout_rate,
+                attention_dropout_rate=self.attention_dropout_rate,
+                activation=self.activation,
+                norm_first=self.norm_first,
+                layer_norm_epsilon=self.layer_norm_epsilon,
+                dtype=self.dtype_policy,
+                name=f"practice_round_{i}",
             )
             practice_round.build(hidden_shape)
             self.practice_rounds.append(practice_round)
+        if self.final_norm is not None:
+            self.final_norm.build(hidden_shape)
         self.built = True
 
-    def call(self, token_ids, return_attention_scores=False, training=None):
-        # (batch, source_len)
-        padding_mask = padding_mask_from_ids(token_ids)
+    def call(
+        self, token_ids, padding_mask=None, return_attention_scores=False,
+        training=None,
+    ):
+        if padding_mask is None:
+            # (batch, source_len)
+            padding_mask = padding_mask_from_ids(token_ids)
         # (batch, source_len, d_model)
         x = self.preprocess(token_ids, training=training)
         all_scores = []
@@ -75,11 +153,31 @@ class StageShow(StageStack):
             if return_attention_scores:
                 x, scores = x
                 all_scores.append(scores)
-        x = self._finish(x)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
         return (x, all_scores) if return_attention_scores else x
 
-    def compute_mask(self, token_ids, mask=None):
-        return padding_mask_from_ids(token_ids)
+    def compute_mask(self, token_ids, padding_mask=None, mask=None):
+        return padding_mask_from_ids(token_ids) if padding_mask is None else padding_mask
 
     def compute_output_shape(self, token_ids_shape):
         return (*token_ids_shape, self.d_model)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "num_layers": self.num_layers,
+                "d_model": self.d_model,
+                "num_heads": self.num_heads,
+                "d_ff": self.d_ff,
+                "dropout_rate": self.dropout_rate,
+                "max_length": self.max_length,
+                "attention_dropout_rate": self.attention_dropout_rate,
+                "activation": keras.activations.serialize(self.activation),
+                "norm_first": self.norm_first,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config

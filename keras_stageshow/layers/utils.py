@@ -1,107 +1,12 @@
-"""Small helpers shared by the stage-show layers: masks and input checks.
-
-Masks follow Keras's convention: boolean, `True` = may attend / is a real
-token. Padding masks are `(batch, seq_len)`; attention masks are
-`(batch, query_len, key_len)` and get a head axis only inside attention.
+"""Input checks shared by the stage-show layers, the model and the decoding
+core (each error names the argument and the fix), and `clone_initializer`.
+Masks live in `layers/masks.py`.
 """
-
-import contextlib
-import threading
 
 import numpy as np
 from keras import KerasTensor
 from keras import backend
 from keras import ops
-
-PAD_ID = 0
-
-
-def padding_mask_from_ids(token_ids, pad_id=PAD_ID):
-    """`True` where `token_ids` is a real token. # (batch, seq_len)"""
-    return ops.not_equal(token_ids, pad_id)
-
-
-def key_padding_attention_mask(key_padding_mask):
-    """Broadcastable attention mask hiding padded keys from every query.
-
-    # (batch, seq_len) -> (batch, 1, key_len)
-    """
-    return ops.expand_dims(ops.cast(key_padding_mask, "bool"), axis=1)
-
-
-def causal_attention_mask(query_len, key_len, query_offset=0):
-    """Look-ahead mask: query i sees keys 0 .. query_offset + i.
-
-    `query_offset` is the position of the first query, which is the cache
-    index during cached decoding. # (1, query_len, key_len)
-    """
-    query_positions = ops.arange(query_len, dtype="int32") + ops.cast(
-        query_offset, "int32"
-    )
-    key_positions = ops.arange(key_len, dtype="int32")
-    mask = ops.greater_equal(
-        ops.expand_dims(query_positions, 1), ops.expand_dims(key_positions, 0)
-    )
-    return ops.expand_dims(mask, 0)
-
-
-_TRACING = threading.local()
-
-
-@contextlib.contextmanager
-def tracing_for_xla():
-    """Marks code traced inside it as compiled by XLA (`update_along` may
-    then use XLA's own dynamic-update-slice)."""
-    previous = getattr(_TRACING, "xla", False)
-    _TRACING.xla = True
-    try:
-        yield
-    finally:
-        _TRACING.xla = previous
-
-
-def update_along(inputs, index, updates, axis):
-    """`inputs` with `updates` written from `index` on along `axis` (every
-    other axis of `updates` spans the whole of `inputs`): the key/value
-    cache and the voted tokens during decoding.
-
-    Under XLA (`tracing_for_xla`) this is `keras.ops.slice_update`, XLA's
-    native in-place update; XLA cannot compile the split below, whose sizes
-    depend on the loop index.
-
-    `keras.ops.slice_update` lowers to `XlaDynamicUpdateSlice` with the
-    TensorFlow backend: an XLA-only op that TensorFlow compiles anew for
-    every shape it meets, and that a SavedModel served by TF Serving (XLA
-    off on CPU by default) cannot run. With TensorFlow this is a split and a
-    concat instead: core ops, the same values. Other backends keep
-    `slice_update` (a native dynamic-update-slice).
-    """
-    updates = ops.cast(updates, inputs.dtype)
-    if backend.backend() != "tensorflow" or getattr(_TRACING, "xla", False):
-        start = [0] * len(inputs.shape)
-        start[axis] = index
-        return ops.slice_update(inputs, start, updates)
-    import tensorflow as tf
-
-    index = tf.cast(index, "int32")
-    length = tf.shape(updates)[axis]
-    rest = tf.shape(inputs)[axis] - index - length
-    before, _, after = tf.split(inputs, tf.stack([index, length, rest]), axis)
-    outputs = tf.concat([before, updates, after], axis)
-    outputs.set_shape(inputs.shape)  # for `while_loop`: the shape is kept
-    return outputs
-
-
-def merge_attention_masks(*masks):
-    """Logical AND of broadcastable boolean masks, skipping `None`s."""
-    merged = None
-    for mask in masks:
-        if mask is None:
-            continue
-        mask = ops.cast(mask, "bool")
-        merged = mask if merged is None else ops.logical_and(merged, mask)
-    return merged
-
 
 # Input checks. -------------------------------------------------------------
 
@@ -287,3 +192,10 @@ def check_positive_int(value, name):
             f"`{name}` must be a positive integer; received {value!r}."
         )
     return int(value)
+
+
+def clone_initializer(initializer):
+    """A fresh copy: sublayers never share an initializer object (as in Keras
+    MHA), since a seeded initializer shared by two kernels would give both
+    the same values."""
+    return initializer.__class__.from_config(initializer.get_config())

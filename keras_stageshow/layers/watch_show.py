@@ -1,13 +1,19 @@
+"""`WatchShow`: the decoder's cross-attention block."""
+
 import keras
 
-from keras_stageshow.layers.base import StageBlock
+from keras_stageshow.layers.adjust import Adjust
+from keras_stageshow.layers.rehearsal import Rehearsal
+from keras_stageshow.layers.utils import check_heads
 from keras_stageshow.layers.utils import check_last_dim
+from keras_stageshow.layers.utils import check_positive_int
 from keras_stageshow.layers.utils import check_rank
-from keras_stageshow.layers.utils import key_padding_attention_mask
+from keras_stageshow.layers.utils import check_rate
+from keras_stageshow.layers.utils import clone_initializer
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
-class WatchShow(StageBlock):
+class WatchShow(keras.layers.Layer):
     """Watch the show and answer the questions: cross-attention, then Adjust.
 
     Encoder-decoder attention (paper section 3.2.3): the queries are the
@@ -17,41 +23,88 @@ class WatchShow(StageBlock):
     already normalized by the stage show's final LayerNorm.
 
     For the awards ceremony the show's keys and values are projected once
-    per source (`compute_cache`) and passed back as `cache`.
+    per source (`compute_cache`) and each step calls `call_with_cache`.
 
     Args:
         num_heads: int, attention heads; must divide `d_model`.
-        dropout_rate, attention_dropout_rate, norm_first, layer_norm_epsilon,
-        kernel_initializer, bias_initializer: as in `AskQuestions`.
+        dropout_rate: float, dropout on the attention output.
+        attention_dropout_rate: float, dropout on attention weights.
+        norm_first: bool, pre-norm instead of post-norm.
+        layer_norm_epsilon: float.
+        kernel_initializer, bias_initializer: for the attention projections.
         **kwargs: base layer keyword arguments.
 
     Call arguments:
         questions: `(batch, target_len, d_model)`.
         enc_output: `(batch, source_len, d_model)`, the show.
+        questions_mask: optional boolean `(batch, target_len)`: padded
+            questions get no answer. Keras fills it from `questions`' mask.
         enc_output_mask: optional boolean `(batch, source_len)`; Keras fills
             it from `enc_output`'s mask when it comes from `StageShow`.
-        cache: optional `(batch, 2, source_len, num_heads, head_dim)` from
-            `compute_cache`; `enc_output` is then not projected again.
         return_attention_scores: bool, also return the attention weights
             `(batch, num_heads, target_len, source_len)`.
         training: bool, whether dropout is active.
+
+    Returns `(batch, target_len, d_model)`, or `(output, scores)`.
 
     Example:
     >>> watch = WatchShow(num_heads=2)
     >>> q, show = np.ones((2, 3, 16), "float32"), np.ones((2, 5, 16), "float32")
     >>> watch(q, show).shape
     (2, 3, 16)
+
+    References:
+        Vaswani et al., "Attention Is All You Need", 2017, section 3.2.3.
     """
 
+    def __init__(
+        self,
+        num_heads,
+        dropout_rate=0.1,
+        attention_dropout_rate=0.0,
+        norm_first=False,
+        layer_norm_epsilon=1e-5,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = check_positive_int(num_heads, "num_heads")
+        self.dropout_rate = check_rate(dropout_rate, "dropout_rate")
+        self.attention_dropout_rate = check_rate(
+            attention_dropout_rate, "attention_dropout_rate"
+        )
+        self.norm_first = bool(norm_first)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.supports_masking = True
+
     def build(self, questions_shape, enc_output_shape):
-        self._check_input_shape(questions_shape, "questions")
+        check_rank(
+            questions_shape, 3, "questions", "of shape (batch, seq_len, d_model)"
+        )
         check_rank(
             enc_output_shape, 3, "enc_output", "of shape (batch, source_len, d_model)"
         )
         self.d_model = questions_shape[-1]
-        self.rehearsal = self._make_rehearsal(self.d_model, "cross_attention")
+        self.rehearsal = Rehearsal(
+            self.num_heads,
+            check_heads(self.d_model, self.num_heads, "questions' last dimension"),
+            dropout=self.attention_dropout_rate,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
+            dtype=self.dtype_policy,
+            name="cross_attention",
+        )
         self.rehearsal.build(questions_shape, enc_output_shape)
-        self.adjust = self._make_adjust("adjust")
+        self.adjust = Adjust(
+            self.dropout_rate,
+            norm_first=self.norm_first,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+            dtype=self.dtype_policy,
+            name="adjust",
+        )
         self.adjust.build(questions_shape)
         self.built = True
 
@@ -59,40 +112,62 @@ class WatchShow(StageBlock):
         self,
         questions,
         enc_output,
+        questions_mask=None,
         enc_output_mask=None,
-        cache=None,
         return_attention_scores=False,
         training=None,
     ):
         check_last_dim(questions, self.d_model, "questions")
         check_last_dim(enc_output, self.d_model, "enc_output")
-        attention_mask = None
-        if enc_output_mask is not None:
-            # (batch, 1, source_len)
-            attention_mask = key_padding_attention_mask(enc_output_mask)
-
         residual = questions
         x = self.adjust.pre_norm(questions)
         outputs = self.rehearsal(
             query=x,
             value=enc_output,
-            attention_mask=attention_mask,
-            cache=cache,
+            query_mask=questions_mask,
+            value_mask=enc_output_mask,
             return_attention_scores=return_attention_scores,
             training=training,
         )
-        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-        x = self.adjust(outputs[0], residual, training=training)
-        # The read-only cache comes back unchanged; drop it.
-        scores = outputs[-1] if return_attention_scores else None
+        x, scores = outputs if return_attention_scores else (outputs, None)
+        x = self.adjust(x, residual, training=training)
         return (x, scores) if return_attention_scores else x
 
     def compute_cache(self, enc_output):
         """The show's keys and values, projected once per source.
 
-        # (batch, 2, source_len, num_heads, head_dim)
+        # (keys, values), each (batch, source_len, num_heads, head_dim)
         """
         return self.rehearsal.compute_cache(enc_output)
 
+    def call_with_cache(self, questions, cache, enc_output_mask):
+        """One decoding step's cross-attention over `compute_cache`'s keys and
+        values. # questions: (batch, 1, d_model) -> (batch, 1, d_model)"""
+        residual = questions
+        x = self.adjust.pre_norm(questions)
+        x, _ = self.rehearsal.call_with_cache(
+            x, cache, key_padding_mask=enc_output_mask
+        )
+        return self.adjust(x, residual, training=False)
+
     def compute_output_shape(self, questions_shape, enc_output_shape=None):
         return questions_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "dropout_rate": self.dropout_rate,
+                "attention_dropout_rate": self.attention_dropout_rate,
+                "norm_first": self.norm_first,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+            }
+        )
+        return config

@@ -1,26 +1,27 @@
-import functools
+"""`Transformer`: the stage show, the Oscar assessment and the vote, with
+the paper's training recipe; decoding is the awards ceremony's
+(`keras_stageshow/decoding/`)."""
 
 import keras
-import numpy as np
-from keras import ops
 
-from keras_stageshow.models import generation
+from keras_stageshow import decoding
+from keras_stageshow.layers.masks import padding_mask_from_ids
 from keras_stageshow.layers.oscar_assessment import OscarAssessment
 from keras_stageshow.layers.stage_show import StageShow
 from keras_stageshow.layers.utils import check_heads
 from keras_stageshow.layers.utils import check_positive_int
 from keras_stageshow.layers.utils import check_rank
-from keras_stageshow.layers.utils import check_token_ids
-from keras_stageshow.layers.utils import padding_mask_from_ids
-from keras_stageshow.layers.utils import tracing_for_xla
 from keras_stageshow.layers.voting import Voting
+from keras_stageshow.special_ids import END_ID
+from keras_stageshow.special_ids import START_ID
+from keras_stageshow.training.distribute import DistributedTrainingFixes
 from keras_stageshow.training.losses import MaskedSparseCategoricalCrossentropy
 from keras_stageshow.training.metrics import MaskedAccuracy
 from keras_stageshow.training.schedule import TransformerSchedule
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
-class Transformer(keras.Model):
+class Transformer(DistributedTrainingFixes, keras.Model):
     """The stage show and the Oscar assessment: the encoder-decoder Transformer.
 
     `StageShow` (encoder) performs the source; `OscarAssessment` (decoder)
@@ -177,11 +178,13 @@ class Transformer(keras.Model):
         # Ids are checked by each stack's Preprocess (rank, dtype, range,
         # length), named source_ids / target_ids.
         source_ids, target_ids = _split_inputs(inputs)
-        # (batch, source_len)
+        # The masks, made once here and passed down. (batch, len)
         source_mask = padding_mask_from_ids(source_ids)
+        target_mask = padding_mask_from_ids(target_ids)
         # The show. (batch, source_len, d_model)
         enc_output = self.stage_show(
             source_ids,
+            padding_mask=source_mask,
             return_attention_scores=return_attention_scores,
             training=training,
         )
@@ -191,6 +194,7 @@ class Transformer(keras.Model):
         dec_output = self.oscar_assessment(
             target_ids,
             enc_output,
+            target_mask=target_mask,
             enc_output_mask=source_mask,
             return_attention_scores=return_attention_scores,
             training=training,
@@ -225,8 +229,8 @@ class Transformer(keras.Model):
         top_k=None,
         top_p=None,
         seed=None,
-        start_id=2,
-        end_id=3,
+        start_id=START_ID,
+        end_id=END_ID,
         use_cache=True,
         return_scores=False,
         jit_compile="auto",
@@ -281,169 +285,13 @@ class Transformer(keras.Model):
             reached) and 0 after it; with `return_scores`, also the
             float32 scores `(batch,)`.
         """
-        source_ids = check_token_ids(
-            source_ids, "source_ids", self.input_vocab_size, self.max_length
+        return decoding.generate(
+            self, source_ids, max_new_tokens=max_new_tokens, strategy=strategy,
+            num_beams=num_beams, length_penalty=length_penalty,
+            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+            start_id=start_id, end_id=end_id, use_cache=use_cache,
+            return_scores=return_scores, jit_compile=jit_compile,
         )
-        source = ops.convert_to_numpy(source_ids).astype("int32")
-        batch, source_len = source.shape
-        if batch == 0:
-            raise ValueError("`source_ids` is an empty batch; pass at least one row.")
-        for name, value in (("start_id", start_id), ("end_id", end_id)):
-            if not 0 < value < self.target_vocab_size:
-                raise ValueError(
-                    f"`{name}` must be a target token id in "
-                    f"[1, {self.target_vocab_size}); received {value}."
-                )
-        if max_new_tokens is None:
-            lengths = (source != 0).sum(axis=1)
-            limits = np.minimum(lengths + 50, self.max_length)
-        else:
-            if (
-                not isinstance(max_new_tokens, (int, np.integer))
-                or not 0 < max_new_tokens <= self.max_length
-            ):
-                raise ValueError(
-                    "`max_new_tokens` must be an int in [1, max_length="
-                    f"{self.max_length}]; received {max_new_tokens!r}."
-                )
-            limits = np.full((batch,), max_new_tokens)
-        limits = limits.astype("int32")
-        steps = int(limits.max())
-        if not self.built:
-            self.build(((None, None), (None, None)))
-        jit_compile = self._resolve_generate_jit(jit_compile)
-        options = _check_strategy(
-            strategy, num_beams, length_penalty, temperature, top_k, top_p,
-            self.target_vocab_size, use_cache,
-        )
-        if not use_cache:
-            tokens, scores = self._uncached_greedy(
-                source, limits, steps, start_id, end_id
-            )
-        else:
-            tokens, scores = self._compiled_generate(
-                source, limits, steps, start_id, end_id, options, seed, jit_compile
-            )
-        tokens = tokens[:, :steps]
-        return (tokens, scores) if return_scores else tokens
-
-    def _resolve_generate_jit(self, jit_compile):
-        if jit_compile == "auto":
-            return True
-        if not isinstance(jit_compile, bool):
-            raise ValueError(
-                "`jit_compile` must be True, False or \"auto\"; received "
-                f"{jit_compile!r}."
-            )
-        return jit_compile
-
-    def _compiled_generate(
-        self, source, limits, steps, start_id, end_id, options, seed, jit_compile
-    ):
-        batch, source_len = source.shape
-        # Shape buckets: one trace serves every call that rounds alike.
-        batch_bucket = 1 << (batch - 1).bit_length()
-        length_bucket = min(_round_up(source_len, 16), self.max_length)
-        steps_bucket = min(_round_up(steps, 16), self.max_length)
-        padded = np.zeros((batch_bucket, length_bucket), "int32")
-        padded[:batch, :source_len] = source
-        padded_limits = np.zeros((batch_bucket,), "int32")
-        padded_limits[:batch] = limits
-        inputs = [padded, padded_limits]
-        if options["strategy"] == "sample":
-            inputs.append(
-                keras.random.uniform(
-                    (steps_bucket, batch_bucket),
-                    seed=keras.random.SeedGenerator(seed) if seed is not None else None,
-                )
-            )
-        key = (
-            batch_bucket, length_bucket, steps_bucket, start_id, end_id,
-            tuple(sorted(options.items())), jit_compile,
-        )
-        if not hasattr(self, "_generate_functions"):
-            self._generate_functions = {}
-        function = self._generate_functions.get(key)
-        if function is None:
-            function = _compile(
-                functools.partial(
-                    self._decode,
-                    steps=steps_bucket,
-                    start_id=start_id,
-                    end_id=end_id,
-                    **options,
-                ),
-                jit_compile,
-            )
-            self._generate_functions[key] = function
-        tokens, scores = function(*inputs)
-        tokens = ops.convert_to_numpy(tokens)[:batch]
-        return tokens, ops.convert_to_numpy(scores)[:batch]
-
-    def _decode(
-        self, source_ids, limits, uniform=None, *, steps, start_id, end_id,
-        strategy, **options,
-    ):
-        if strategy == "beam":
-            return generation.beam_search(
-                self, source_ids, limits, steps, start_id, end_id,
-                options["num_beams"], options["length_penalty"],
-            )
-        return generation.greedy_search(
-            self, source_ids, limits, steps, start_id, end_id, uniform,
-            **{k: options[k] for k in ("temperature", "top_k", "top_p") if k in options},
-        )
-
-    def _uncached_greedy(self, source, limits, steps, start_id, end_id):
-        """Greedy decoding that re-runs the decoder over the whole prefix at
-        every step (no cache): the reference for the cached loop."""
-        batch = source.shape[0]
-        tokens = np.zeros((batch, steps + 1), "int32")
-        tokens[:, 0] = start_id
-        scores = np.zeros((batch,), "float32")
-        done = limits <= 0
-        for index in range(steps):
-            logits = self((source, tokens[:, : index + 1]), training=False)
-            logits = generation.never_vote_padding(logits[:, -1, :])
-            log_probs = ops.convert_to_numpy(ops.log_softmax(logits, axis=-1))
-            vote = np.where(done, 0, np.argmax(log_probs, axis=-1))
-            scores += np.where(done, 0.0, log_probs[np.arange(batch), vote])
-            tokens[:, index + 1] = vote
-            done |= (vote == end_id) | (index + 1 >= limits)
-            if done.all():
-                break
-        return tokens[:, 1:], scores
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras's TensorFlow trainer builds the model, under a tf.distribute
-        # strategy, from one batch reduced with "MEAN" across replicas: the
-        # token ids become float averages (which fail the id checks), and
-        # under MultiWorkerMirroredStrategy the collective reduce of a nested
-        # batch raises. The build needs only shapes and dtypes: one
-        # replica's batch has them.
-        strategy = getattr(self, "_distribute_strategy", None)
-        if strategy is None or iterator is None:
-            return super()._maybe_symbolic_build(iterator, data_batch)
-        import tensorflow as tf
-
-        def one_replica(value):
-            if isinstance(value, tf.distribute.DistributedValues):
-                return strategy.experimental_local_results(value)[0]
-            return value
-
-        for _, _, batches in iterator:
-            data_batch = keras.tree.map_structure(one_replica, next(batches))
-            break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    def train_step(self, *args, **kwargs):
-        # (JAX's trainer passes `state` too, and gets `(logs, state)` back;
-        # the helper leaves other backends' results as they are.)
-        return _reducible_across_workers(super().train_step(*args, **kwargs))
-
-    def test_step(self, *args, **kwargs):
-        return _reducible_across_workers(super().test_step(*args, **kwargs))
 
     def compile(
         self,
@@ -479,11 +327,6 @@ class Transformer(keras.Model):
             metrics = [MaskedAccuracy()]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
-    def get_compile_config(self):
-        # The optimizer, loss and metrics that `compile` resolved, serialized
-        # by Keras; `compile_from_config` passes them back explicitly.
-        return super().get_compile_config()
-
     def compile_from_config(self, config):
         # Keras skips compiling models whose `compile` is overridden; ours
         # takes every `keras.Model.compile` argument, so it is safe to call.
@@ -513,100 +356,6 @@ class Transformer(keras.Model):
             }
         )
         return config
-
-
-def _reducible_across_workers(logs):
-    """Under MultiWorkerMirroredStrategy, Keras's TensorFlow trainer reduces
-    each step's logs with `strategy.reduce("MEAN", value, axis=0)`, which
-    fails on scalars; as shape-(1,) tensors they reduce to the same scalars.
-    Elsewhere the logs are returned as they are."""
-    if keras.backend.backend() != "tensorflow":
-        return logs
-    import tensorflow as tf
-
-    strategy = tf.distribute.get_strategy()
-    extended = getattr(strategy, "extended", None)
-    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
-        getattr(extended, "_in_multi_worker_mode", lambda: False)()
-    )
-    if not multi_worker:
-        return logs
-    return {
-        name: ops.reshape(value, (1,)) if len(ops.shape(value)) == 0 else value
-        for name, value in logs.items()
-    }
-
-
-def _round_up(value, multiple):
-    return -(-value // multiple) * multiple
-
-
-def _compile(function, jit_compile=False):
-    """One traced function per shape bucket: a `tf.function` with the
-    TensorFlow backend, compiled by XLA with `jit_compile`; other backends
-    run the loop as it is (JAX's `while_loop` compiles its body by itself)."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        if not jit_compile:
-            return tf.function(function, autograph=False)
-
-        def traced_for_xla(*args):
-            with tracing_for_xla():
-                return function(*args)
-
-        return tf.function(traced_for_xla, autograph=False, jit_compile=True)
-    return function
-
-
-def _check_strategy(
-    strategy, num_beams, length_penalty, temperature, top_k, top_p, vocab,
-    use_cache,
-):
-    """The options of one strategy, checked, as a dict."""
-    strategies = ("greedy", "beam", "sample")
-    if strategy not in strategies:
-        raise ValueError(
-            f"`strategy` must be one of {strategies}; received {strategy!r}."
-        )
-    if not use_cache and strategy != "greedy":
-        raise ValueError(
-            "`use_cache=False` is the greedy reference only; use "
-            f"`use_cache=True` for strategy={strategy!r}."
-        )
-    if strategy == "greedy":
-        return {"strategy": "greedy"}
-    if strategy == "beam":
-        if not isinstance(num_beams, (int, np.integer)) or not 1 <= num_beams <= vocab // 2:
-            raise ValueError(
-                f"`num_beams` must be an int in [1, {vocab // 2}]; received "
-                f"{num_beams!r}."
-            )
-        if not length_penalty >= 0:
-            raise ValueError(
-                f"`length_penalty` must be >= 0; received {length_penalty!r}."
-            )
-        return {
-            "strategy": "beam",
-            "num_beams": int(num_beams),
-            "length_penalty": float(length_penalty),
-        }
-    if not temperature > 0:
-        raise ValueError(f"`temperature` must be > 0; received {temperature!r}.")
-    if top_k is not None and not (
-        isinstance(top_k, (int, np.integer)) and 1 <= top_k <= vocab
-    ):
-        raise ValueError(
-            f"`top_k` must be an int in [1, {vocab}] or None; received {top_k!r}."
-        )
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"`top_p` must be in (0, 1] or None; received {top_p!r}.")
-    return {
-        "strategy": "sample",
-        "temperature": float(temperature),
-        "top_k": None if top_k is None else int(top_k),
-        "top_p": None if top_p is None else float(top_p),
-    }
 
 
 def _split_inputs(inputs, shapes=False):

@@ -1,9 +1,16 @@
+"""`Translator`: a `Transformer` with its tokenizers, texts in and out; the
+decoding is the awards ceremony's (`keras_stageshow/decoding/`)."""
+
 import os
 
-import numpy as np
-
+from keras_stageshow.decoding.ceremony import ceremony_for
+from keras_stageshow.decoding.ceremony import check_jit_compile
+from keras_stageshow.decoding.ceremony import check_max_new_tokens
+from keras_stageshow.decoding.ceremony import check_options
+from keras_stageshow.decoding.ceremony import encode_sources
 from keras_stageshow.files import save_model_atomically
 from keras_stageshow.files import write_json_atomically
+from keras_stageshow.layers.utils import is_int
 
 
 class Translator:
@@ -11,10 +18,10 @@ class Translator:
 
     Maps a list of strings to a list of translations: tokenize (the
     source's end token appended, cut to the model's `max_length`), decode
-    with `Transformer.generate` in length-sorted batches (so a batch's rows
-    are about as long as each other), detokenize, and return the results in
-    the input's order. Empty or blank strings translate to `""` without
-    running the model.
+    in length-sorted batches (so a batch's rows are about as long as each
+    other), detokenize, and return the results in the input's order. Empty
+    or blank strings translate to `""` without running the model. All of it
+    is `AwardsCeremony.translate`, the code the SavedModel export runs too.
 
     Args:
         model: a trained `Transformer`.
@@ -44,47 +51,37 @@ class Translator:
         self.target_tokenizer = target_tokenizer
 
     def translate(
-        self, texts, strategy="greedy", batch_size=32, return_scores=False, **options
+        self, texts, strategy="greedy", batch_size=32, return_scores=False,
+        max_new_tokens=None, seed=None, jit_compile="auto", **options,
     ):
         """Translates a list of strings.
 
         Args:
             texts: a list of strings (a single string is also accepted and
                 gives a single translation).
-            strategy: `"greedy"`, `"beam"` or `"sample"`; see
-                `Transformer.generate`, which also takes `**options`
-                (`num_beams`, `length_penalty`, `top_k`, `top_p`,
-                `temperature`, `seed`, `max_new_tokens`).
+            strategy: `"greedy"`, `"beam"` or `"sample"`; `**options` are
+                that strategy's (`num_beams`, `length_penalty`, `top_k`,
+                `top_p`, `temperature`), as in `Transformer.generate`.
             batch_size: int, sentences decoded together.
             return_scores: bool, also return each translation's score.
+            max_new_tokens, seed, jit_compile: as in `Transformer.generate`.
         """
         single = isinstance(texts, str)
-        texts = [texts] if single else texts
-        texts = _check_texts(texts)
-        if not isinstance(batch_size, int) or batch_size < 1:
+        texts = _check_texts([texts] if single else texts)
+        if not is_int(batch_size) or batch_size < 1:
             raise ValueError(f"`batch_size` must be an int >= 1; received {batch_size!r}.")
-        translations = [""] * len(texts)
-        scores = np.zeros((len(texts),), "float32")
-        todo = [i for i, t in enumerate(texts) if t.strip()]
-        if todo:
-            source = self.encode([texts[i] for i in todo])
-            lengths = (source != 0).sum(axis=1)
-            order = np.argsort(-lengths, kind="stable")
-            for start in range(0, len(order), batch_size):
-                chosen = order[start : start + batch_size]
-                width = int(lengths[chosen].max())
-                tokens, batch_scores = self.model.generate(
-                    source[chosen, :width],
-                    strategy=strategy,
-                    start_id=self.target_tokenizer.start_id,
-                    end_id=self.target_tokenizer.end_id,
-                    return_scores=True,
-                    **options,
-                )
-                words = self.target_tokenizer.detokenize_to_strings(tokens)
-                for row, text, score in zip(chosen, words, batch_scores):
-                    translations[todo[row]] = text
-                    scores[todo[row]] = score
+        model = self.model
+        options = check_options(
+            strategy, vocabulary_size=model.target_vocab_size, **options
+        )
+        max_new_tokens = check_max_new_tokens(max_new_tokens, model.max_length)
+        ceremony = ceremony_for(model, check_jit_compile(jit_compile))
+        translations, scores = ceremony.translate(
+            texts, self.source_tokenizer, self.target_tokenizer, options,
+            batch_size=int(batch_size), max_new_tokens=max_new_tokens, seed=seed,
+        )
+        translations = [t.decode("utf-8") for t in translations.numpy()]
+        scores = scores.numpy()
         if single:
             return (translations[0], float(scores[0])) if return_scores else translations[0]
         return (translations, scores) if return_scores else translations
@@ -95,12 +92,8 @@ class Translator:
         """Source strings -> 0-padded int32 ids `(batch, longest)`, each
         row ending with the end token and cut to the model's
         `max_length`."""
-        import tensorflow as tf
-
-        tokenizer = self.source_tokenizer
-        ids = tokenizer.tokenize(list(texts))[:, : self.model.max_length - 1]
-        ids = tf.concat([ids, tf.fill([ids.nrows(), 1], tokenizer.end_id)], axis=1)
-        return ids.to_tensor().numpy().astype("int32")
+        ids, _ = encode_sources(self.source_tokenizer, list(texts), self.model.max_length)
+        return ids.numpy().astype("int32")
 
     def save(self, directory):
         """Writes `model.keras` and the two tokenizer folders (the layout of

@@ -6,8 +6,11 @@ import numpy as np
 from keras_stageshow.files import read_json
 from keras_stageshow.files import write_bytes_atomically
 from keras_stageshow.files import write_json_atomically
+from keras_stageshow.special_ids import END_ID
+from keras_stageshow.special_ids import PAD_ID
+from keras_stageshow.special_ids import START_ID
+from keras_stageshow.special_ids import UNK_ID
 
-PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
 RESERVED_PIECES = ("<pad>", "<unk>", "<s>", "</s>")
 MODEL_FILE = "sentencepiece.model"
 CONFIG_FILE = "tokenizer.json"

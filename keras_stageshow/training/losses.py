@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-from keras_stageshow.layers.utils import PAD_ID
+from keras_stageshow.special_ids import PAD_ID
 from keras_stageshow.layers.utils import check_token_ids
 
 

@@ -1,11 +1,14 @@
-"""The awards ceremony: cached autoregressive decoding for `Transformer`.
+"""The awards ceremony's loops: cached greedy decoding, sampling and beam
+search, and the uncached greedy reference they are tested against.
 
 Every strategy runs the same step: the latest rumour (token) goes through
 the Oscar assessment with the key/value caches (`AskQuestions`' keys and
-values grow by one position a step; `WatchShow`'s are projected from the
+values gain one position a step; `WatchShow`'s are projected from the
 show once), and `Voting` gives the next token's logits. The loops are
 `keras.ops.while_loop`s over fixed-size tensors, so one trace serves every
-call with the same shapes (see `Transformer.generate`).
+call with the same shapes (the shape buckets of `decoding/ceremony.py`,
+which is the only caller). How a step writes the self-attention cache is
+the caller's explicit `cache_write` (see `layers/kv_cache.py`).
 
 keras-hub's samplers run a loop like this one, but its `BeamSampler` has no
 length penalty (the paper's alpha) and its random samplers keep their seed
@@ -13,18 +16,20 @@ in a variable, which would make a seeded call depend on earlier calls; so
 the strategies are written here, on one shared step.
 """
 
+import numpy as np
 from keras import ops
 
-from keras_stageshow.layers.utils import padding_mask_from_ids
-from keras_stageshow.layers.utils import update_along
+from keras_stageshow.layers.kv_cache import reorder_cache
+from keras_stageshow.layers.masks import padding_mask_from_ids
+from keras_stageshow.special_ids import PAD_ID
 
 NEG_INF = -1e9
 
 
 def never_vote_padding(logits):
-    """Padding (id 0) is not a token the ceremony may announce.
+    """Padding is not a token the ceremony may announce.
     # (batch, vocab)"""
-    is_pad = ops.equal(ops.arange(ops.shape(logits)[-1]), 0)
+    is_pad = ops.equal(ops.arange(ops.shape(logits)[-1]), PAD_ID)
     return ops.where(is_pad, NEG_INF, logits)
 
 
@@ -34,36 +39,33 @@ def length_penalty(length, alpha):
     return ops.power((5.0 + ops.cast(length, "float32")) / 6.0, alpha)
 
 
-def _decoder_step(model, rumour, enc_output, source_mask, caches, index):
-    """One vote. rumour (rows, 1) -> log-probs (rows, vocab), new caches."""
+def _decoder_step(model, rumour, source_mask, caches, index, cache_write):
+    """One vote. rumour (rows, 1) -> logits (rows, vocab), new caches."""
     self_cache, cross_cache = caches
-    dec_output, self_cache = model.oscar_assessment(
-        rumour,
-        enc_output,
-        enc_output_mask=source_mask,
-        self_attention_cache=self_cache,
-        cross_attention_cache=cross_cache,
-        cache_update_index=index,
-        training=False,
+    dec_output, self_cache = model.oscar_assessment.call_with_cache(
+        rumour, self_cache, cross_cache, index, source_mask, cache_write
     )
     # (rows, vocab), float32 (Voting's output is always float32).
     logits = never_vote_padding(model.voting(dec_output)[:, 0, :])
     return logits, (self_cache, cross_cache)
 
 
-def _perform(model, source_ids, rows, steps, repeat=1):
+def _perform(model, source_ids, rows, steps, cache_write, repeat=1):
     """The show, performed once, and the caches for `steps` votes."""
     # (batch, source_len)
     source_mask = padding_mask_from_ids(source_ids)
     # (batch, source_len, d_model)
-    enc_output = model.stage_show(source_ids, training=False)
+    enc_output = model.stage_show(
+        source_ids, padding_mask=source_mask, training=False
+    )
     if repeat > 1:
         # Every beam of a sentence watches the same show.
         enc_output = ops.repeat(enc_output, repeat, axis=0)
         source_mask = ops.repeat(source_mask, repeat, axis=0)
-    cross_cache = model.oscar_assessment.compute_cross_attention_cache(enc_output)
-    self_cache = model.oscar_assessment.initial_self_attention_cache(rows, steps)
-    return enc_output, source_mask, (self_cache, cross_cache)
+    assessment = model.oscar_assessment
+    cross_cache = assessment.compute_cross_attention_cache(enc_output)
+    self_cache = assessment.empty_self_attention_cache(rows, steps, cache_write)
+    return source_mask, (self_cache, cross_cache)
 
 
 def pick_sample(logits, uniform, temperature=1.0, top_k=None, top_p=None):
@@ -100,6 +102,7 @@ def greedy_search(
     steps,
     start_id,
     end_id,
+    cache_write,
     uniform=None,
     temperature=1.0,
     top_k=None,
@@ -111,13 +114,14 @@ def greedy_search(
         source_ids: int (batch, source_len).
         limits: int (batch,), tokens each row may generate (<= steps).
         steps: int, the loop's size (and the self-attention cache length).
+        cache_write: how a step writes the cache (`layers/kv_cache.py`).
 
     Returns `(tokens (batch, steps) int32, scores (batch,) float32)`: each
     row's tokens end with `end_id` (or stop at its limit) and are 0 after;
     the score is the sum of the model's log-probabilities of the tokens.
     """
     batch = ops.shape(source_ids)[0]
-    enc_output, source_mask, caches = _perform(model, source_ids, batch, steps)
+    source_mask, caches = _perform(model, source_ids, batch, steps, cache_write)
     # (batch, 1 + steps): the start token, then the votes.
     tokens = ops.concatenate(
         [
@@ -128,6 +132,7 @@ def greedy_search(
     )
     scores = ops.zeros((batch,), "float32")
     done = ops.less_equal(limits, 0)
+    positions = ops.arange(steps + 1, dtype="int32")
 
     def keep_going(index, tokens, scores, done, caches):
         return ops.logical_and(index < steps, ops.logical_not(ops.all(done)))
@@ -135,7 +140,7 @@ def greedy_search(
     def step(index, tokens, scores, done, caches):
         rumour = ops.slice(tokens, [0, index], [batch, 1])
         logits, caches = _decoder_step(
-            model, rumour, enc_output, source_mask, caches, index
+            model, rumour, source_mask, caches, index, cache_write
         )
         log_probs = ops.log_softmax(logits, axis=-1)
         if uniform is None:
@@ -147,7 +152,9 @@ def greedy_search(
         vote = ops.where(done, 0, vote)
         gained = ops.take_along_axis(log_probs, ops.expand_dims(vote, -1), -1)
         scores = scores + ops.where(done, 0.0, ops.squeeze(gained, -1))
-        tokens = update_along(tokens, index + 1, ops.expand_dims(vote, 1), 1)
+        # The vote goes to position index + 1. (batch, 1 + steps)
+        here = ops.equal(positions, index + 1)
+        tokens = ops.where(here, ops.expand_dims(vote, 1), tokens)
         done = done | ops.equal(vote, end_id) | ops.greater_equal(index + 1, limits)
         return index + 1, tokens, scores, done, caches
 
@@ -158,7 +165,8 @@ def greedy_search(
 
 
 def beam_search(
-    model, source_ids, limits, steps, start_id, end_id, num_beams, alpha
+    model, source_ids, limits, steps, start_id, end_id, cache_write, num_beams,
+    alpha,
 ):
     """Beam search with the paper's length penalty.
 
@@ -175,8 +183,8 @@ def beam_search(
     batch = ops.shape(source_ids)[0]
     k = num_beams
     rows = batch * k
-    enc_output, source_mask, caches = _perform(
-        model, source_ids, rows, steps, repeat=k
+    source_mask, caches = _perform(
+        model, source_ids, rows, steps, cache_write, repeat=k
     )
     limits = ops.cast(limits, "int32")
     # Hypotheses: (batch, beams, 1 + steps), the start token first.
@@ -215,7 +223,7 @@ def beam_search(
         # (batch * beams, 1)
         rumour = ops.reshape(seqs[:, :, index], (rows, 1))
         logits, caches = _decoder_step(
-            model, rumour, enc_output, source_mask, caches, index
+            model, rumour, source_mask, caches, index, cache_write
         )
         vocab = ops.shape(logits)[-1]
         # (batch, beams, vocab)
@@ -255,7 +263,7 @@ def beam_search(
         # Each live beam takes its parent's caches. (batch * beams,)
         rows_from = ops.reshape(ops.cast(parent, "int32") + offsets, (rows,))
         self_cache, cross_cache = caches
-        self_cache = [ops.take(c, rows_from, axis=0) for c in self_cache]
+        self_cache = [reorder_cache(c, rows_from) for c in self_cache]
 
         # Done: the worst kept finished hypothesis beats the best a live
         # one could still reach (log P only falls; the penalty grows to
@@ -287,3 +295,25 @@ def beam_search(
     after_end = after_end - ops.cast(ops.equal(best, end_id), "int32")
     best = ops.where(after_end > 0, 0, best)
     return best, finished[:, 0]
+
+
+def uncached_greedy(model, source, limits, steps, start_id, end_id):
+    """Greedy decoding that re-runs the decoder over the whole prefix at
+    every step (no cache), in numpy: the reference the cached loop is tested
+    against. Same arguments and results as `greedy_search`."""
+    batch = source.shape[0]
+    tokens = np.zeros((batch, steps + 1), "int32")
+    tokens[:, 0] = start_id
+    scores = np.zeros((batch,), "float32")
+    done = limits <= 0
+    for index in range(steps):
+        logits = model((source, tokens[:, : index + 1]), training=False)
+        logits = never_vote_padding(logits[:, -1, :])
+        log_probs = ops.convert_to_numpy(ops.log_softmax(logits, axis=-1))
+        vote = np.where(done, 0, np.argmax(log_probs, axis=-1))
+        scores += np.where(done, 0.0, log_probs[np.arange(batch), vote])
+        tokens[:, index + 1] = vote
+        done |= (vote == end_id) | (index + 1 >= limits)
+        if done.all():
+            break
+    return tokens[:, 1:], scores

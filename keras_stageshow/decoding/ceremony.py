@@ -1,0 +1,406 @@
+"""The decoding core: everything between source ids (or texts) and voted
+tokens (or translations), written once.
+
+`Transformer.generate` (ids, numpy or tensors), `Translator.translate`
+(texts) and the SavedModel's text signatures (texts, as graph ops) all run
+the code below, so "the served graph translates exactly as the library" is
+true by construction, not by copies kept equal by hand:
+
+- `check_options`: the strategies and their options, checked once;
+- `encode_sources`: texts -> source ids, cut to `max_length - 1` subwords
+  plus the end token;
+- `default_limits`: how many tokens each row may vote (source length + 50,
+  the paper, capped at `max_length`), or a fixed `max_new_tokens`;
+- `shape_buckets`: batch rounded up to a power of two, lengths to a
+  multiple of 16, so one traced loop serves every call that rounds alike;
+- `AwardsCeremony.generate`: pads to the buckets and runs the cached loop
+  (`decoding/strategies.py`), traced once per bucket (the library) or
+  inline in the caller's graph (the export);
+- `AwardsCeremony.translate`: blank strings -> "", the rest sorted by
+  length and decoded `batch_size` at a time, then put back in order. It is
+  written with TensorFlow ops: eagerly its chunk loop is a Python loop, in
+  the exported graph a `tf.while_loop`.
+
+The ids-level functions use `keras.ops` (any backend); the text level needs
+TensorFlow and tensorflow-text (the tokenizers).
+"""
+
+import weakref
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_stageshow.decoding import strategies
+from keras_stageshow.layers.utils import check_token_ids
+from keras_stageshow.layers.utils import is_int
+from keras_stageshow.special_ids import END_ID
+from keras_stageshow.special_ids import PAD_ID
+from keras_stageshow.special_ids import START_ID
+
+STRATEGIES = ("greedy", "beam", "sample")
+# The paper's maximum output length: input length + 50.
+EXTRA_TOKENS = 50
+LENGTH_BUCKET = 16
+# Python's `str.isspace` as an RE2 class: ASCII \t-\r, the separators
+# \x1c-\x1f, NEL, and Unicode's space, line and paragraph separators.
+BLANK_PATTERN = r"[\t-\r\x{1c}-\x{1f}\x{85}\p{Z}]*"
+
+
+def check_options(
+    strategy="greedy",
+    num_beams=4,
+    length_penalty=0.6,
+    temperature=1.0,
+    top_k=None,
+    top_p=None,
+    *,
+    vocabulary_size,
+    use_cache=True,
+):
+    """The options of one strategy, checked, as a dict (hashable values)."""
+    vocab = vocabulary_size
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"`strategy` must be one of {STRATEGIES}; received {strategy!r}."
+        )
+    if not use_cache and strategy != "greedy":
+        raise ValueError(
+            "`use_cache=False` is the greedy reference only; use "
+            f"`use_cache=True` for strategy={strategy!r}."
+        )
+    if strategy == "greedy":
+        return {"strategy": "greedy"}
+    if strategy == "beam":
+        if not is_int(num_beams) or not 1 <= num_beams <= vocab // 2:
+            raise ValueError(
+                f"`num_beams` must be an int in [1, {vocab // 2}]; received "
+                f"{num_beams!r}."
+            )
+        if not length_penalty >= 0:
+            raise ValueError(
+                f"`length_penalty` must be >= 0; received {length_penalty!r}."
+            )
+        return {
+            "strategy": "beam",
+            "num_beams": int(num_beams),
+            "length_penalty": float(length_penalty),
+        }
+    if not temperature > 0:
+        raise ValueError(f"`temperature` must be > 0; received {temperature!r}.")
+    if top_k is not None and not (is_int(top_k) and 1 <= top_k <= vocab):
+        raise ValueError(
+            f"`top_k` must be an int in [1, {vocab}] or None; received {top_k!r}."
+        )
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"`top_p` must be in (0, 1] or None; received {top_p!r}.")
+    return {
+        "strategy": "sample",
+        "temperature": float(temperature),
+        "top_k": None if top_k is None else int(top_k),
+        "top_p": None if top_p is None else float(top_p),
+    }
+
+
+def check_max_new_tokens(max_new_tokens, max_length):
+    if max_new_tokens is not None and (
+        not is_int(max_new_tokens) or not 0 < max_new_tokens <= max_length
+    ):
+        raise ValueError(
+            f"`max_new_tokens` must be an int in [1, max_length={max_length}] "
+            f"or None; received {max_new_tokens!r}."
+        )
+    return None if max_new_tokens is None else int(max_new_tokens)
+
+
+def encode_sources(tokenizer, texts, max_length):
+    """Texts -> `(source_ids, lengths)`: 0-padded int32 ids `(rows, longest)`,
+    each row cut to `max_length - 1` subwords and ended with the end token,
+    and each row's length `(rows,)`. TensorFlow ops (eager or graph)."""
+    import tensorflow as tf
+
+    ids = tokenizer.tokenize(texts)[:, : max_length - 1]
+    ids = tf.concat([ids, tf.fill([ids.nrows(), 1], END_ID)], axis=1)
+    return ids.to_tensor(), tf.cast(ids.row_lengths(), tf.int32)
+
+
+def source_lengths(source_ids):
+    """Real tokens per row. # (batch,) int32"""
+    return ops.sum(ops.cast(ops.not_equal(source_ids, PAD_ID), "int32"), axis=1)
+
+
+def default_limits(lengths, max_length, max_new_tokens=None):
+    """Tokens each row may vote: `max_new_tokens`, or by default its source
+    length + 50 (the paper), capped at `max_length`. # (batch,) int32"""
+    if max_new_tokens is not None:
+        return ops.full(ops.shape(lengths), max_new_tokens, "int32")
+    return ops.minimum(lengths + EXTRA_TOKENS, max_length)
+
+
+def shape_buckets(batch, source_len, steps, max_length):
+    """`(batch, source_len, steps)` rounded up to their shape bucket: the
+    batch to a power of two, the lengths to a multiple of 16, capped at
+    `max_length`. Padding rows and columns change no row's result. Python
+    ints give ints (the library picks a traced loop by them); scalar
+    tensors give tensors (inside the exported graph)."""
+    if all(is_int(x) for x in (batch, source_len, steps)):
+        return (
+            1 << (batch - 1).bit_length(),
+            min(_round_up(source_len, LENGTH_BUCKET), max_length),
+            min(_round_up(steps, LENGTH_BUCKET), max_length),
+        )
+    powers = 2 ** ops.arange(31, dtype="int32")
+    batch_bucket = ops.min(ops.where(powers >= batch, powers, powers[-1]))
+    return (
+        batch_bucket,
+        ops.minimum(_round_up(source_len, LENGTH_BUCKET), max_length),
+        ops.minimum(_round_up(steps, LENGTH_BUCKET), max_length),
+    )
+
+
+def _round_up(value, multiple):
+    return -(-value // multiple) * multiple
+
+
+class AwardsCeremony:
+    """The awards ceremony of one model: cached decoding from source ids or
+    texts, the one implementation every entry point calls.
+
+    Args:
+        model: a `Transformer` (built here if it is not yet).
+        jit_compile: bool, compile each shape bucket's loop with XLA
+            (TensorFlow; JAX compiles its loop anyway). Decides the cache
+            write: XLA's in-place dynamic-update-slice with XLA,
+            TensorFlow's XLA-free in-place row update without
+            (`layers/kv_cache.py`).
+        traced: bool. True (the library): inputs are numpy or eager
+            tensors, and each shape bucket's loop is traced once and reused
+            (`traced_functions`). False (the SavedModel export): the loop
+            runs inline, with symbolic shapes, in the graph being traced.
+        start_id, end_id: the first rumour and the end of a sentence.
+    """
+
+    def __init__(
+        self, model, jit_compile=True, traced=True, start_id=START_ID, end_id=END_ID
+    ):
+        if not model.built:
+            model.build(((None, None), (None, None)))
+        self.model = model
+        self.jit_compile = bool(jit_compile)
+        self.traced = bool(traced)
+        self.start_id = start_id
+        self.end_id = end_id
+        on_tensorflow = keras.backend.backend() == "tensorflow"
+        self.cache_write = (
+            "in_place" if on_tensorflow and not jit_compile else "slice_update"
+        )
+        # Shape bucket and options -> the traced loop.
+        self.traced_functions = {}
+
+    def generate(self, source_ids, limits, options, seed=None):
+        """Decodes `source_ids` `(batch, source_len)` (0-padded), each row
+        voting at most `limits[row]` tokens, with the checked `options`.
+
+        Returns `(tokens (batch, max(limits)) int32, scores (batch,))`,
+        numpy when `traced`, tensors otherwise.
+        """
+        if self.traced:
+            source_ids = np.asarray(source_ids, "int32")
+            limits = np.asarray(limits, "int32")
+            batch, source_len = source_ids.shape
+            steps = int(limits.max())
+        else:
+            batch, source_len = ops.shape(source_ids)[0], ops.shape(source_ids)[1]
+            steps = ops.max(limits)
+        batch_bucket, length_bucket, steps_bucket = shape_buckets(
+            batch, source_len, steps, self.model.max_length
+        )
+        inputs = [
+            ops.pad(
+                source_ids,
+                [[0, batch_bucket - batch], [0, length_bucket - source_len]],
+            ),
+            ops.pad(limits, [[0, batch_bucket - batch]]),
+        ]
+        if options["strategy"] == "sample":
+            generator = keras.random.SeedGenerator(seed) if seed is not None else None
+            inputs.append(
+                keras.random.uniform((steps_bucket, batch_bucket), seed=generator)
+            )
+        if self.traced:
+            key = (batch_bucket, length_bucket, steps_bucket, *sorted(options.items()))
+            loop = self.traced_functions.get(key)
+            if loop is None:
+                loop = self._trace(steps_bucket, options)
+                self.traced_functions[key] = loop
+            tokens, scores = loop(*inputs)
+            tokens = ops.convert_to_numpy(tokens)
+            scores = ops.convert_to_numpy(scores)
+        else:
+            tokens, scores = self._loop(*inputs, steps=steps_bucket, **options)
+        return tokens[:batch, :steps], scores[:batch]
+
+    def _loop(self, source_ids, limits, uniform=None, *, steps, strategy, **options):
+        if strategy == "beam":
+            return strategies.beam_search(
+                self.model, source_ids, limits, steps, self.start_id, self.end_id,
+                self.cache_write, options["num_beams"], options["length_penalty"],
+            )
+        return strategies.greedy_search(
+            self.model, source_ids, limits, steps, self.start_id, self.end_id,
+            self.cache_write, uniform, **options,
+        )
+
+    def _trace(self, steps, options):
+        """One traced loop per shape bucket: a `tf.function` with the
+        TensorFlow backend (XLA with `jit_compile`); other backends run the
+        loop as it is (JAX's `while_loop` compiles its body by itself)."""
+
+        def loop(*inputs):
+            return self._loop(*inputs, steps=steps, **options)
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            return tf.function(loop, autograph=False, jit_compile=self.jit_compile)
+        return loop
+
+    def translate(
+        self, texts, source_tokenizer, target_tokenizer, options, batch_size=32,
+        max_new_tokens=None, seed=None,
+    ):
+        """Strings `[n]` -> `(translations [n] strings, scores [n] float32)`.
+
+        Blank strings give `""` and score 0 without running the model; the
+        others are encoded (`encode_sources`), sorted longest first and
+        decoded `batch_size` at a time, then returned in the input's order.
+        TensorFlow ops: eager tensors from the library, symbolic ones in the
+        exported graph.
+        """
+        import tensorflow as tf
+
+        texts = tf.ensure_shape(tf.convert_to_tensor(texts, tf.string), [None])
+        count = tf.size(texts)
+        blank = tf.strings.regex_full_match(texts, BLANK_PATTERN)
+        todo = tf.reshape(tf.where(~blank), [-1])
+        max_length = self.model.max_length
+        source_ids, lengths = encode_sources(
+            source_tokenizer, tf.gather(texts, todo), max_length
+        )
+        # Longest first, so a chunk's rows are about as long as each other.
+        order = tf.argsort(-lengths, stable=True)
+        rows = tf.size(order)
+        chunks = (rows + batch_size - 1) // batch_size
+
+        def chunk_body(chunk, translations, scores):
+            chosen = order[chunk * batch_size : (chunk + 1) * batch_size]
+            chosen_lengths = tf.gather(lengths, chosen)
+            width = tf.reduce_max(chosen_lengths)
+            chosen_ids = tf.gather(source_ids, chosen)[:, :width]
+            limits = default_limits(chosen_lengths, max_length, max_new_tokens)
+            tokens, chunk_scores = self.generate(chosen_ids, limits, options, seed)
+            words = target_tokenizer.detokenize(tokens)
+            return (
+                chunk + 1,
+                tf.concat([translations, words], 0),
+                tf.concat([scores, tf.cast(chunk_scores, tf.float32)], 0),
+            )
+
+        _, translations, scores = tf.while_loop(
+            lambda chunk, *_: chunk < chunks,
+            chunk_body,
+            (tf.constant(0), tf.constant([], tf.string), tf.constant([], tf.float32)),
+            shape_invariants=(
+                tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None])
+            ),
+            # One chunk at a time: memory stays that of `batch_size` rows.
+            parallel_iterations=1,
+        )
+        # Back to the input's order; blank strings get "" and score 0
+        # (the extra last entry).
+        inverse = tf.argsort(order)
+        translations = tf.concat([tf.gather(translations, inverse), [""]], 0)
+        scores = tf.concat([tf.gather(scores, inverse), [0.0]], 0)
+        position = tf.where(blank, rows, tf.cumsum(tf.cast(~blank, tf.int32)) - 1)
+        return (
+            tf.ensure_shape(tf.gather(translations, position), [None]),
+            tf.reshape(tf.gather(scores, position), [count]),
+        )
+
+
+_CEREMONIES = weakref.WeakKeyDictionary()
+
+
+def ceremony_for(model, jit_compile=True, start_id=START_ID, end_id=END_ID):
+    """The library's `AwardsCeremony` of `model` for these settings, made
+    once and kept while the model lives, so its traced loops are reused by
+    every `generate` and `translate` call."""
+    ceremonies = _CEREMONIES.setdefault(model, {})
+    key = (bool(jit_compile), start_id, end_id)
+    if key not in ceremonies:
+        ceremonies[key] = AwardsCeremony(
+            model, jit_compile=jit_compile, start_id=start_id, end_id=end_id
+        )
+    return ceremonies[key]
+
+
+def check_jit_compile(jit_compile):
+    """`"auto"` is on: XLA fuses each decoding step's many small ops."""
+    if jit_compile == "auto":
+        return True
+    if not isinstance(jit_compile, bool):
+        raise ValueError(
+            f'`jit_compile` must be True, False or "auto"; received {jit_compile!r}.'
+        )
+    return jit_compile
+
+
+def generate(
+    model,
+    source_ids,
+    max_new_tokens=None,
+    strategy="greedy",
+    num_beams=4,
+    length_penalty=0.6,
+    temperature=1.0,
+    top_k=None,
+    top_p=None,
+    seed=None,
+    start_id=START_ID,
+    end_id=END_ID,
+    use_cache=True,
+    return_scores=False,
+    jit_compile="auto",
+):
+    """`Transformer.generate`: its arguments checked, then the ceremony (see
+    there for the arguments)."""
+    source_ids = check_token_ids(
+        source_ids, "source_ids", model.input_vocab_size, model.max_length
+    )
+    source = ops.convert_to_numpy(source_ids).astype("int32")
+    if source.shape[0] == 0:
+        raise ValueError("`source_ids` is an empty batch; pass at least one row.")
+    for name, value in (("start_id", start_id), ("end_id", end_id)):
+        if not 0 < value < model.target_vocab_size:
+            raise ValueError(
+                f"`{name}` must be a target token id in "
+                f"[1, {model.target_vocab_size}); received {value}."
+            )
+    max_new_tokens = check_max_new_tokens(max_new_tokens, model.max_length)
+    jit_compile = check_jit_compile(jit_compile)
+    options = check_options(
+        strategy, num_beams, length_penalty, temperature, top_k, top_p,
+        vocabulary_size=model.target_vocab_size, use_cache=use_cache,
+    )
+    limits = ops.convert_to_numpy(
+        default_limits(source_lengths(source), model.max_length, max_new_tokens)
+    )
+    if use_cache:
+        ceremony = ceremony_for(model, jit_compile, start_id, end_id)
+        tokens, scores = ceremony.generate(source, limits, options, seed)
+    else:
+        steps = int(limits.max())
+        tokens, scores = strategies.uncached_greedy(
+            model, source, limits, steps, start_id, end_id
+        )
+    return (tokens, scores) if return_scores else tokens

@@ -1,0 +1,83 @@
+"""The self-attention key/value cache of the awards ceremony: how it is made
+and how one step's keys and values are written into it.
+
+A cache is a pair `(keys, values)`, each `(cache_len, batch, num_heads,
+head_dim)`: the position axis comes first so that one step's write touches
+one contiguous row. How the row is written is chosen explicitly by the
+decoding core, never by hidden state:
+
+- `"slice_update"`: `keras.ops.slice_update`, a dynamic-update-slice. XLA
+  (and JAX) update the buffer in place. With TensorFlow it lowers to the
+  XLA-only op `XlaDynamicUpdateSlice`, so it is for XLA-compiled code only.
+- `"in_place"`: TensorFlow without XLA (the SavedModel TF Serving runs).
+  TensorFlow has no public in-place row update; `tf.tensor_scatter_nd_update`
+  would do, but it reuses its input's buffer only when nothing else holds
+  it, which a `while_loop` variable never satisfies, so it copies the whole
+  cache every step (measured: its cost grows with the cache length). The
+  core ops `Empty` (a fresh buffer per run, never constant-folded) and
+  `InplaceUpdate` (writes row `i` of its input's own buffer), the pair
+  `tensorflow/python/ops/inplace_ops.py` is built on, make the write O(1).
+  They are safe here because a cache buffer is private to one decoding run
+  and every read of a step's cache precedes the next step's write in the
+  data flow (the next token depends on this step's attention).
+  `tests/test_kv_cache.py` fails if TensorFlow changes either behaviour.
+"""
+
+from keras import backend
+from keras import ops
+
+CACHE_WRITES = ("slice_update", "in_place")
+
+
+def check_cache_write(cache_write):
+    if cache_write not in CACHE_WRITES:
+        raise ValueError(
+            f"`cache_write` must be one of {CACHE_WRITES}; received {cache_write!r}."
+        )
+    if cache_write == "in_place" and backend.backend() != "tensorflow":
+        raise ValueError(
+            "`cache_write='in_place'` is TensorFlow's XLA-free write; with the "
+            f"{backend.backend()!r} backend use 'slice_update'."
+        )
+    return cache_write
+
+
+def empty_cache(length, batch, num_heads, key_dim, value_dim, dtype, cache_write):
+    """A zero `(keys, values)` pair.
+
+    # keys: (length, batch, num_heads, key_dim); values: (..., value_dim)
+    """
+    check_cache_write(cache_write)
+    shapes = [(length, batch, num_heads, dim) for dim in (key_dim, value_dim)]
+    if cache_write == "in_place":
+        import tensorflow as tf
+
+        return tuple(
+            tf.raw_ops.Empty(shape=tf.stack(shape), dtype=dtype, init=True)
+            for shape in shapes
+        )
+    return tuple(ops.zeros(shape, dtype) for shape in shapes)
+
+
+def write_cache(cache, index, keys, values, cache_write):
+    """`cache` with `keys`/`values` `(1, batch, num_heads, head_dim)` written
+    at position `index`."""
+    if cache_write == "in_place":
+        import tensorflow as tf
+
+        row = ops.reshape(ops.cast(index, "int32"), (1,))
+        return tuple(
+            tf.raw_ops.InplaceUpdate(x=old, i=row, v=ops.cast(new, old.dtype))
+            for old, new in zip(cache, (keys, values))
+        )
+    start = [index, 0, 0, 0]
+    return tuple(
+        ops.slice_update(old, start, ops.cast(new, old.dtype))
+        for old, new in zip(cache, (keys, values))
+    )
+
+
+def reorder_cache(cache, rows):
+    """The cache of the rows `rows` (beam search: each beam takes its
+    parent's cache). # rows: (batch,)"""
+    return tuple(ops.take(part, rows, axis=1) for part in cache)

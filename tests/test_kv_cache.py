@@ -1,0 +1,53 @@
+"""The self-attention cache's writes (layers/kv_cache.py): both give the
+same values, and TensorFlow's XLA-free one still writes in place."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_stageshow.layers import kv_cache
+
+SHAPE = (6, 2, 3, 4)  # (length, batch, heads, dim)
+
+
+def _fill(cache_write):
+    cache = kv_cache.empty_cache(6, 2, 3, 4, 4, "float32", cache_write)
+    for index in range(6):
+        new = np.full((1, 2, 3, 4), index + 1.0, "float32")
+        cache = kv_cache.write_cache(cache, index, new, -new, cache_write)
+    return cache
+
+
+@pytest.mark.parametrize("cache_write", kv_cache.CACHE_WRITES)
+def test_both_cache_writes_fill_one_row_a_step(cache_write):
+    expected = np.broadcast_to(np.arange(1.0, 7.0)[:, None, None, None], SHAPE)
+    run = tf.function(lambda: _fill(cache_write), jit_compile=cache_write == "slice_update")
+    keys, values = run()
+    np.testing.assert_array_equal(keys, expected)
+    np.testing.assert_array_equal(values, -expected)
+
+
+def test_in_place_write_reuses_the_buffer_and_each_run_gets_a_fresh_one():
+    """`InplaceUpdate` must write into its input's own buffer (that is what
+    makes a step O(1)), and `Empty` must give every run its own zeroed
+    buffer (so concurrent requests and later calls never see each other's
+    keys). If TensorFlow changes either, this fails."""
+
+    @tf.function(autograph=False)
+    def write_twice(row):
+        (cache,) = kv_cache.empty_cache(4, 1, 1, 2, 2, "float32", "in_place")[:1]
+        first = tf.raw_ops.InplaceUpdate(x=cache, i=[0], v=tf.ones((1, 1, 1, 2)))
+        second = tf.raw_ops.InplaceUpdate(x=first, i=row, v=2 * tf.ones((1, 1, 1, 2)))
+        # Read `first` after `second` ran: in place, it shows both writes.
+        with tf.control_dependencies([second]):
+            return tf.identity(first)
+
+    once = write_twice(tf.constant([1])).numpy()
+    again = write_twice(tf.constant([2])).numpy()
+    np.testing.assert_array_equal(once[:, 0, 0, 0], [1, 2, 0, 0])
+    np.testing.assert_array_equal(again[:, 0, 0, 0], [1, 0, 2, 0])
+
+
+def test_unknown_cache_write_is_rejected_by_name():
+    with pytest.raises(ValueError, match="cache_write"):
+        kv_cache.check_cache_write("copy")
