@@ -134,6 +134,28 @@ def current_rss_mb():
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def cpu_info():
+    """The CPU model and the vector extensions that decide TensorFlow's
+    kernels (from `lscpu`), for every benchmark line."""
+    import subprocess
+
+    fields = {}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    flags = set(fields.get("Flags", "").split())
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+    return {
+        "model": fields.get("Model name", "unknown"),
+        "cores": os.cpu_count(),
+        "extensions": [flag for flag in wanted if flag in flags],
+    }
+
+
 def onednn_enabled():
     return os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1"
 

@@ -9,6 +9,11 @@ Multi30k test_2016_flickr sentences:
 - throughput: batches of 32 sentences (sentences per second);
 - agreement: the share of translations that are identical.
 
+- per-step cost: greedy ms per sentence at 16, 64 and 128 new tokens (batch
+  1 and 32), on a model of the same shape with fresh weights (it never
+  votes the end token early, so every sentence runs exactly that many
+  steps), exported with `max_new_tokens` set to each length.
+
 Both are measured in their steady state (a first, unreported pass warms
 them up, so the library's per-shape tracing is not counted).
 
@@ -24,6 +29,8 @@ import statistics
 import tempfile
 import time
 
+import common
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -38,6 +45,9 @@ def main():
     parser.add_argument("--batches", type=int, default=6, help="batches of 32")
     parser.add_argument("--beam-batches", type=int, default=3)
     parser.add_argument("--num-beams", type=int, default=4)
+    parser.add_argument(
+        "--lengths", default="16,64,128", help="new tokens for the per-step sweep"
+    )
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -108,6 +118,9 @@ def main():
         # first calls. The second pass is the steady state that is reported.
         measure()
         latency, throughput, same, total = measure()
+        per_length = length_sweep(
+            translator, source, [int(n) for n in args.lengths.split(",")], base
+        )
 
     median = {k: round(1000 * statistics.median(v), 1) for k, v in latency.items()}
     p90 = {
@@ -134,9 +147,43 @@ def main():
                     throughput["beam"]["saved_model"] / throughput["beam"]["python"], 2
                 ),
                 "identical_translations": f"{same}/{total}",
+                "greedy_ms_per_sentence_by_new_tokens": per_length,
+                "cpu": common.cpu_info(),
             }
         )
     )
+
+
+def length_sweep(translator, source, lengths, base):
+    """Greedy ms per sentence at each number of new tokens, batch 1 and 32,
+    Python (XLA) and SavedModel (XLA-free), on fresh weights."""
+    import tensorflow as tf
+
+    from keras_stageshow.models.transformer import Transformer
+    from keras_stageshow.models.translator import Translator
+    from keras_stageshow.serving import export_for_serving
+
+    model = Transformer.from_config(translator.model.get_config())
+    model.build(((None, None), (None, None)))
+    fresh = Translator(model, translator.source_tokenizer, translator.target_tokenizer)
+    results = {}
+    for new_tokens in lengths:
+        path = export_for_serving(
+            fresh, os.path.join(base, f"sweep{new_tokens}"), max_new_tokens=new_tokens
+        )
+        signature = tf.saved_model.load(path).signatures["serving_default"]
+        runs = {
+            "python": lambda texts: fresh.translate(texts, max_new_tokens=new_tokens),
+            "saved_model": lambda texts: signature(text=tf.constant(texts)),
+        }
+        row = {}
+        for batch in (1, 32):
+            texts = source[300 : 300 + batch]
+            for name, run in runs.items():
+                seconds = common.best_seconds(lambda: run(texts), 3)
+                row[f"{name}/batch_{batch}"] = round(1000 * seconds / batch, 2)
+        results[str(new_tokens)] = row
+    return results
 
 
 if __name__ == "__main__":

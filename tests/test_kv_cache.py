@@ -7,20 +7,26 @@ import tensorflow as tf
 
 from keras_stageshow.layers import kv_cache
 
-SHAPE = (6, 2, 3, 4)  # (length, batch, heads, dim)
+SHAPE = (2, 3, 6, 4)  # (batch, heads, length, dim)
 
 
 def _fill(cache_write):
-    cache = kv_cache.empty_cache(6, 2, 3, 4, 4, "float32", cache_write)
+    cache = kv_cache.empty_cache(2, 3, 6, 4, 4, "float32", cache_write)
     for index in range(6):
-        new = np.full((1, 2, 3, 4), index + 1.0, "float32")
+        # Each (batch, head) row gets its own value, to catch a wrong row.
+        new = index + 10.0 * np.arange(6, dtype="float32").reshape(2, 3, 1, 1)
+        new = np.broadcast_to(new, (2, 3, 1, 4))
         cache = kv_cache.write_cache(cache, index, new, -new, cache_write)
     return cache
 
 
 @pytest.mark.parametrize("cache_write", kv_cache.CACHE_WRITES)
 def test_both_cache_writes_fill_one_row_a_step(cache_write):
-    expected = np.broadcast_to(np.arange(1.0, 7.0)[:, None, None, None], SHAPE)
+    expected = np.broadcast_to(
+        np.arange(6.0)[None, None, :, None]
+        + 10.0 * np.arange(6.0).reshape(2, 3, 1, 1),
+        SHAPE,
+    )
     run = tf.function(lambda: _fill(cache_write), jit_compile=cache_write == "slice_update")
     keys, values = run()
     np.testing.assert_array_equal(keys, expected)
@@ -36,6 +42,7 @@ def test_in_place_write_reuses_the_buffer_and_each_run_gets_a_fresh_one():
     @tf.function(autograph=False)
     def write_twice(row):
         (cache,) = kv_cache.empty_cache(4, 1, 1, 2, 2, "float32", "in_place")[:1]
+        cache = tf.reshape(cache, (4, 1, 1, 2))  # rows along the first axis
         first = tf.raw_ops.InplaceUpdate(x=cache, i=[0], v=tf.ones((1, 1, 1, 2)))
         second = tf.raw_ops.InplaceUpdate(x=first, i=row, v=2 * tf.ones((1, 1, 1, 2)))
         # Read `first` after `second` ran: in place, it shows both writes.

@@ -372,8 +372,55 @@ def generate(
     return_scores=False,
     jit_compile="auto",
 ):
-    """`Transformer.generate`: its arguments checked, then the ceremony (see
-    there for the arguments)."""
+    """`Transformer.generate`: the awards ceremony from source ids.
+
+    The committee starts from the start token; each step it votes for
+    the next token, which is fed back as the next rumour, until a row
+    votes `end_id` or reaches its length limit. The decoder's
+    self-attention keys/values grow by one position a step and the
+    show's keys/values (cross-attention) are projected once, so a step
+    costs one token's work, not the prefix's.
+
+    The loop is traced once per shape bucket (batch rounded up to a
+    power of two, lengths to a multiple of 16, padding rows and columns
+    that do not change any row's result) and reused: with the
+    TensorFlow backend it runs as one `tf.function`.
+
+    Args:
+        source_ids: int `(batch, source_len)`, 0-padded.
+        max_new_tokens: int, tokens to generate at most per row. By
+            default each row gets its own source length + 50 (the
+            paper), capped at `max_length`.
+        strategy: `"greedy"`, `"beam"` (beam search), or `"sample"`
+            (top-k / top-p sampling).
+        num_beams: int, beams for `"beam"`.
+        length_penalty: float, the paper's alpha for `"beam"`:
+            hypotheses are ranked by `log P / ((5 + len) / 6) ** alpha`.
+        temperature, top_k, top_p: for `"sample"`: logits are divided
+            by `temperature`; only the `top_k` most likely tokens and/or
+            the smallest set with probability >= `top_p` are drawn.
+        seed: int, makes `"sample"` reproducible.
+        start_id, end_id: the start and end tokens (2 and 3 in the
+            library's reserved layout: pad 0, unknown 1, start 2, end 3).
+        use_cache: bool; `False` re-runs the decoder over the whole
+            prefix each step (greedy only; the reference the cached
+            loop is tested against).
+        return_scores: bool, also return each row's score: the sum of
+            the tokens' log-probabilities (greedy, sample) or the
+            length-penalized one (beam).
+        jit_compile: bool or `"auto"` (on), compile the decoding loop
+            with XLA (TensorFlow backend; JAX compiles its loop anyway).
+            XLA fuses each step's many small ops (benchmarks/README.md),
+            for about one second more of tracing per shape bucket.
+            `False` runs the loop as a plain `tf.function`, the XLA-free
+            graph the SavedModel export serves.
+
+    Returns:
+        int32 numpy array `(batch, max_new_tokens)`: the generated ids
+        without the start token, each row ending with `end_id` (if
+        reached) and 0 after it; with `return_scores`, also the
+        float32 scores `(batch,)`.
+    """
     source_ids = check_token_ids(
         source_ids, "source_ids", model.input_vocab_size, model.max_length
     )

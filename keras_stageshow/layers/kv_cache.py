@@ -1,9 +1,9 @@
 """The self-attention key/value cache of the awards ceremony: how it is made
 and how one step's keys and values are written into it.
 
-A cache is a pair `(keys, values)`, each `(cache_len, batch, num_heads,
-head_dim)`: the position axis comes first so that one step's write touches
-one contiguous row. How the row is written is chosen explicitly by the
+A cache is a pair `(keys, values)`, each `(batch, num_heads, cache_len,
+head_dim)`: head-major, the layout attention's batched matmuls read without
+a transpose. How a step's row is written is chosen explicitly by the
 decoding core, never by hidden state:
 
 - `"slice_update"`: `keras.ops.slice_update`, a dynamic-update-slice. XLA
@@ -15,8 +15,10 @@ decoding core, never by hidden state:
   it, which a `while_loop` variable never satisfies, so it copies the whole
   cache every step (measured: its cost grows with the cache length). The
   core ops `Empty` (a fresh buffer per run, never constant-folded) and
-  `InplaceUpdate` (writes row `i` of its input's own buffer), the pair
-  `tensorflow/python/ops/inplace_ops.py` is built on, make the write O(1).
+  `InplaceUpdate` (writes rows of its input's own buffer), the pair
+  `tensorflow/python/ops/inplace_ops.py` is built on, make the write O(1):
+  the cache, viewed as `(batch * num_heads * cache_len, head_dim)` rows (a
+  reshape, no copy), gets the `batch * num_heads` rows of this position.
   They are safe here because a cache buffer is private to one decoding run
   and every read of a step's cache precedes the next step's write in the
   data flow (the next token depends on this step's attention).
@@ -42,13 +44,13 @@ def check_cache_write(cache_write):
     return cache_write
 
 
-def empty_cache(length, batch, num_heads, key_dim, value_dim, dtype, cache_write):
+def empty_cache(batch, num_heads, length, key_dim, value_dim, dtype, cache_write):
     """A zero `(keys, values)` pair.
 
-    # keys: (length, batch, num_heads, key_dim); values: (..., value_dim)
+    # keys: (batch, num_heads, length, key_dim); values: (..., value_dim)
     """
     check_cache_write(cache_write)
-    shapes = [(length, batch, num_heads, dim) for dim in (key_dim, value_dim)]
+    shapes = [(batch, num_heads, length, dim) for dim in (key_dim, value_dim)]
     if cache_write == "in_place":
         import tensorflow as tf
 
@@ -60,24 +62,31 @@ def empty_cache(length, batch, num_heads, key_dim, value_dim, dtype, cache_write
 
 
 def write_cache(cache, index, keys, values, cache_write):
-    """`cache` with `keys`/`values` `(1, batch, num_heads, head_dim)` written
+    """`cache` with `keys`/`values` `(batch, num_heads, 1, head_dim)` written
     at position `index`."""
     if cache_write == "in_place":
         import tensorflow as tf
 
-        row = ops.reshape(ops.cast(index, "int32"), (1,))
-        return tuple(
-            tf.raw_ops.InplaceUpdate(x=old, i=row, v=ops.cast(new, old.dtype))
-            for old, new in zip(cache, (keys, values))
-        )
-    start = [index, 0, 0, 0]
-    return tuple(
-        ops.slice_update(old, start, ops.cast(new, old.dtype))
-        for old, new in zip(cache, (keys, values))
-    )
+        def write(old, new):
+            batch, heads, length, dim = (tf.shape(old)[i] for i in range(4))
+            # The rows of position `index` in the (batch * heads * length, dim) view.
+            rows = tf.range(batch * heads) * length + tf.cast(index, "int32")
+            flat = tf.raw_ops.InplaceUpdate(
+                x=tf.reshape(old, [-1, dim]),
+                i=rows,
+                v=tf.reshape(tf.cast(new, old.dtype), [-1, dim]),
+            )
+            return tf.ensure_shape(tf.reshape(flat, tf.shape(old)), old.shape)
+
+    else:
+
+        def write(old, new):
+            return ops.slice_update(old, [0, 0, index, 0], ops.cast(new, old.dtype))
+
+    return write(cache[0], keys), write(cache[1], values)
 
 
 def reorder_cache(cache, rows):
     """The cache of the rows `rows` (beam search: each beam takes its
     parent's cache). # rows: (batch,)"""
-    return tuple(ops.take(part, rows, axis=1) for part in cache)
+    return tuple(ops.take(part, rows, axis=0) for part in cache)

@@ -223,17 +223,18 @@ class Rehearsal(keras.layers.Layer):
         """The keys and values of a whole sequence, projected once (the show,
         for cross-attention during decoding).
 
-        # (keys, values), each (batch, key_len, num_heads, head_dim)
+        # (keys, values), each (batch, num_heads, key_len, head_dim)
         """
-        return self.project_key_value(value if key is None else key, value)
+        keys, values = self.project_key_value(value if key is None else key, value)
+        return ops.transpose(keys, (0, 2, 1, 3)), ops.transpose(values, (0, 2, 1, 3))
 
     def empty_cache(self, batch_size, length, cache_write="slice_update"):
         """A zero self-attention cache for `length` decoding steps.
 
-        # (keys, values), each (length, batch, num_heads, head_dim)
+        # (keys, values), each (batch, num_heads, length, head_dim)
         """
         return kv_cache.empty_cache(
-            length, batch_size, self.num_heads, self.key_dim, self.value_dim,
+            batch_size, self.num_heads, length, self.key_dim, self.value_dim,
             self.compute_dtype, cache_write,
         )
 
@@ -246,32 +247,63 @@ class Rehearsal(keras.layers.Layer):
         With `cache_update_index` (self-attention): `query` is the token at
         that position; its keys and values are written into `cache` (an
         `empty_cache`, written with `cache_write`, see `layers/kv_cache.py`)
-        and it attends to positions `0 .. cache_update_index`. Without it
+        and it attends to positions `0 .. cache_update_index` (the filled
+        prefix with `"in_place"`, the whole cache under a look-ahead mask with
+        `"slice_update"`, whose XLA programs need fixed shapes). Without it
         (cross-attention): `cache` is `compute_cache`'s read-only pair,
         returned unchanged, with `key_padding_mask` `(batch, key_len)`.
 
         # query: (batch, 1, d_model) -> output: (batch, 1, output_width)
         """
-        (queries,) = self._project(query, self.query_dense)
         if cache_update_index is None:
+            (queries,) = self._project(query, self.query_dense)
             keys, values = cache
-            mask = merge_attention_masks(key_padding_mask=key_padding_mask)
+            # (batch, 1, 1, key_len)
+            mask = ops.expand_dims(ops.expand_dims(key_padding_mask, 1), 1)
         else:
-            # One matmul each: fusing would concatenate the kernels every step.
-            (new_keys,) = self._project(query, self.key_dense)
-            (new_values,) = self._project(query, self.value_dense)
-            # (batch, 1, heads, dim) -> (1, batch, heads, dim)
+            if cache_write == "in_place":
+                # Without XLA, fusing would concatenate the kernels anew at
+                # every step: one matmul each is faster.
+                queries, new_keys, new_values = (
+                    self._project(query, dense)[0]
+                    for dense in (self.query_dense, self.key_dense, self.value_dense)
+                )
+            else:
+                # XLA hoists the kernels' concatenation out of the loop: one
+                # matmul (2x faster at batch 1 than three).
+                queries, new_keys, new_values = self._project(
+                    query, self.query_dense, self.key_dense, self.value_dense
+                )
+            # (batch, 1, heads, dim) -> (batch, heads, 1, dim)
             cache = kv_cache.write_cache(
                 cache,
                 cache_update_index,
-                ops.transpose(new_keys, (1, 0, 2, 3)),
-                ops.transpose(new_values, (1, 0, 2, 3)),
+                ops.transpose(new_keys, (0, 2, 1, 3)),
+                ops.transpose(new_values, (0, 2, 1, 3)),
                 cache_write,
             )
-            # (length, batch, heads, dim) -> (batch, length, heads, dim)
-            keys, values = (ops.transpose(part, (1, 0, 2, 3)) for part in cache)
-            mask = causal_mask(1, ops.shape(keys)[1], cache_update_index)
-        output, _ = self._attend(queries, keys, values, mask, False, False)
+            keys, values = cache
+            if cache_write == "in_place":
+                # Without XLA, shapes may change from step to step: read
+                # only the filled prefix. (batch, heads, index + 1, dim)
+                filled = cache_update_index + 1
+                keys, values, mask = keys[:, :, :filled], values[:, :, :filled], None
+            else:
+                # XLA needs one shape: the whole cache, with the look-ahead
+                # mask. (1, 1, 1, cache_len)
+                mask = ops.expand_dims(
+                    causal_mask(1, ops.shape(keys)[2], cache_update_index), 1
+                )
+        # Attention over the head-major cache. (batch, heads, 1, key_len)
+        queries = queries * ops.cast(self.key_dim**-0.5, queries.dtype)
+        logits = ops.cast(ops.einsum("btnh,bnsh->bnts", queries, keys), "float32")
+        if mask is not None:
+            logits = ops.where(mask, logits, _FLOAT32_MASK_VALUE)
+        weights = ops.softmax(logits, axis=-1)
+        # (batch, 1, heads, value_dim)
+        output = ops.einsum("bnts,bnsh->btnh", ops.cast(weights, values.dtype), values)
+        # (A row whose source is all padding, as the decoding core's batch
+        # padding is, gets finite values, which the core drops.)
         return self._output_projection(output), cache
 
     def project_key_value(self, key, value):

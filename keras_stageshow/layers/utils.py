@@ -194,6 +194,31 @@ def check_positive_int(value, name):
     return int(value)
 
 
+def split_source_target(inputs, shapes=False):
+    """`(source, target)` from a tuple, list or dict of tensors or shapes."""
+    what = "input_shape" if shapes else "inputs"
+    if isinstance(inputs, dict):
+        try:
+            return inputs["source_ids"], inputs["target_ids"]
+        except KeyError:
+            raise ValueError(
+                f"A dict `{what}` needs the keys 'source_ids' and "
+                f"'target_ids'; received keys {sorted(inputs)}."
+            ) from None
+    is_pair = isinstance(inputs, (tuple, list)) and len(inputs) == 2
+    if shapes and is_pair and not all(
+        isinstance(s, (tuple, list)) for s in inputs
+    ):
+        is_pair = False  # a single shape like (batch, length)
+    if not is_pair:
+        raise ValueError(
+            "`Transformer` takes `inputs=(source_ids, target_ids)`, two int "
+            "tensors of shape (batch, length); received "
+            f"{type(inputs).__name__} {getattr(inputs, 'shape', '')}."
+        )
+    return inputs[0], inputs[1]
+
+
 def clone_initializer(initializer):
     """A fresh copy: sublayers never share an initializer object (as in Keras
     MHA), since a seeded initializer shared by two kernels would give both

@@ -11,9 +11,8 @@ from keras_stageshow.layers.stage_show import StageShow
 from keras_stageshow.layers.utils import check_heads
 from keras_stageshow.layers.utils import check_positive_int
 from keras_stageshow.layers.utils import check_rank
+from keras_stageshow.layers.utils import split_source_target
 from keras_stageshow.layers.voting import Voting
-from keras_stageshow.special_ids import END_ID
-from keras_stageshow.special_ids import START_ID
 from keras_stageshow.training.distribute import DistributedTrainingFixes
 from keras_stageshow.training.losses import MaskedSparseCategoricalCrossentropy
 from keras_stageshow.training.metrics import MaskedAccuracy
@@ -29,17 +28,14 @@ class Transformer(DistributedTrainingFixes, keras.Model):
     onto the target vocabulary. The defaults are the paper's base model
     (N=6, d_model=512, d_ff=2048, h=8, dropout 0.1).
 
-    Masking: token id 0 is padding, in the source and in the target. The
-    source padding mask reaches the encoder's self-attention and every
-    decoder cross-attention; the look-ahead mask and the target padding mask
-    reach the decoder's self-attention. No position attends to padding or to
-    the future.
+    Masking: token id 0 is padding. `call` makes the source and target
+    padding masks once and passes them down (`layers/masks.py`): no position
+    attends to padding, and the decoder never to the future.
 
     Weight sharing: the target embedding matrix doubles as the pre-softmax
-    projection (`Voting`), and is multiplied by sqrt(d_model) when used as
-    an embedding, as in the paper (section 3.4). `share_embeddings=True`
-    makes one matrix also serve as the source embedding, which requires one
-    vocabulary for both languages.
+    projection (`Voting`), as in the paper (section 3.4);
+    `share_embeddings=True` makes it the source embedding too (one
+    vocabulary for both languages).
 
     Args:
         input_vocab_size: int, source vocabulary size (ids `0 .. size-1`).
@@ -121,19 +117,9 @@ class Transformer(DistributedTrainingFixes, keras.Model):
         self.activation = activation
         self.layer_norm_epsilon = layer_norm_epsilon
 
-        stack_kwargs = dict(
-            num_layers=num_layers,
-            d_model=d_model,
-            num_heads=num_heads,
-            d_ff=d_ff,
-            dropout_rate=dropout_rate,
-            max_length=max_length,
-            attention_dropout_rate=attention_dropout_rate,
-            activation=activation,
-            norm_first=norm_first,
-            layer_norm_epsilon=layer_norm_epsilon,
-            dtype=self.dtype_policy,
-        )
+        # Both stacks take the same shape arguments.
+        stack_kwargs = {name: getattr(self, name) for name in _STACK_ARGUMENTS}
+        stack_kwargs["dtype"] = self.dtype_policy
         # The stage show (encoder).
         self.stage_show = StageShow(
             input_vocab_size, name="stage_show", **stack_kwargs
@@ -151,8 +137,7 @@ class Transformer(DistributedTrainingFixes, keras.Model):
             name="oscar_assessment",
             **stack_kwargs,
         )
-        # Token ids are checked once, where they enter each stack, under the
-        # names the user passed them as.
+        # Ids are checked where they enter each stack, under the user's names.
         self.stage_show.preprocess.token_ids_name = "source_ids"
         self.oscar_assessment.preprocess.token_ids_name = "target_ids"
         # Voting: the target embedding, transposed, is the projection.
@@ -164,7 +149,7 @@ class Transformer(DistributedTrainingFixes, keras.Model):
         )
 
     def build(self, input_shape):
-        source_shape, target_shape = _split_inputs(input_shape, shapes=True)
+        source_shape, target_shape = split_source_target(input_shape, shapes=True)
         what = "of token ids with shape (batch, sequence_length)"
         check_rank(source_shape, 2, "source_ids", what)
         check_rank(target_shape, 2, "target_ids", what)
@@ -177,7 +162,7 @@ class Transformer(DistributedTrainingFixes, keras.Model):
     def call(self, inputs, training=None, return_attention_scores=False):
         # Ids are checked by each stack's Preprocess (rank, dtype, range,
         # length), named source_ids / target_ids.
-        source_ids, target_ids = _split_inputs(inputs)
+        source_ids, target_ids = split_source_target(inputs)
         # The masks, made once here and passed down. (batch, len)
         source_mask = padding_mask_from_ids(source_ids)
         target_mask = padding_mask_from_ids(target_ids)
@@ -218,80 +203,24 @@ class Transformer(DistributedTrainingFixes, keras.Model):
         _, scores = self(inputs, training=False, return_attention_scores=True)
         return scores
 
-    def generate(
-        self,
-        source_ids,
-        max_new_tokens=None,
-        strategy="greedy",
-        num_beams=4,
-        length_penalty=0.6,
-        temperature=1.0,
-        top_k=None,
-        top_p=None,
-        seed=None,
-        start_id=START_ID,
-        end_id=END_ID,
-        use_cache=True,
-        return_scores=False,
-        jit_compile="auto",
-    ):
+    def generate(self, source_ids, **options):
         """The awards ceremony: autoregressive decoding from source ids.
 
-        The committee starts from the start token; each step it votes for
-        the next token, which is fed back as the next rumour, until a row
-        votes `end_id` or reaches its length limit. The decoder's
-        self-attention keys/values grow by one position a step and the
-        show's keys/values (cross-attention) are projected once, so a step
-        costs one token's work, not the prefix's.
+        Starting from the start token, each step votes the next token and
+        feeds it back, until a row votes `end_id` or reaches its limit (by
+        default its source length + 50). The key/value cache makes a step
+        cost one token's work; the loop is traced once per shape bucket,
+        with XLA unless `jit_compile=False`. The options (`max_new_tokens`,
+        `strategy` ("greedy", "beam", "sample"), `num_beams`,
+        `length_penalty`, `temperature`, `top_k`, `top_p`, `seed`,
+        `start_id`, `end_id`, `use_cache`, `return_scores`, `jit_compile`)
+        are documented at `keras_stageshow.decoding.generate`.
 
-        The loop is traced once per shape bucket (batch rounded up to a
-        power of two, lengths to a multiple of 16, padding rows and columns
-        that do not change any row's result) and reused: with the
-        TensorFlow backend it runs as one `tf.function`.
-
-        Args:
-            source_ids: int `(batch, source_len)`, 0-padded.
-            max_new_tokens: int, tokens to generate at most per row. By
-                default each row gets its own source length + 50 (the
-                paper), capped at `max_length`.
-            strategy: `"greedy"`, `"beam"` (beam search), or `"sample"`
-                (top-k / top-p sampling).
-            num_beams: int, beams for `"beam"`.
-            length_penalty: float, the paper's alpha for `"beam"`:
-                hypotheses are ranked by `log P / ((5 + len) / 6) ** alpha`.
-            temperature, top_k, top_p: for `"sample"`: logits are divided
-                by `temperature`; only the `top_k` most likely tokens and/or
-                the smallest set with probability >= `top_p` are drawn.
-            seed: int, makes `"sample"` reproducible.
-            start_id, end_id: the start and end tokens (2 and 3 in the
-                library's reserved layout: pad 0, unknown 1, start 2, end 3).
-            use_cache: bool; `False` re-runs the decoder over the whole
-                prefix each step (greedy only; the reference the cached
-                loop is tested against).
-            return_scores: bool, also return each row's score: the sum of
-                the tokens' log-probabilities (greedy, sample) or the
-                length-penalized one (beam).
-            jit_compile: bool or `"auto"` (on), compile the decoding loop
-                with XLA (TensorFlow backend; JAX compiles its loop anyway).
-                XLA fuses each step's many small ops: greedy decoding is
-                4.4x faster at batch 1 and 1.7x at batch 32 on a CPU
-                (benchmarks/README.md), for about one second more of
-                tracing per shape bucket. `False` runs the
-                loop as a plain `tf.function`.
-
-        Returns:
-            int32 numpy array `(batch, max_new_tokens)`: the generated ids
-            without the start token, each row ending with `end_id` (if
-            reached) and 0 after it; with `return_scores`, also the
-            float32 scores `(batch,)`.
+        Returns an int32 numpy array `(batch, steps)` of the voted ids
+        (without the start token, 0 after `end_id`), and with
+        `return_scores` also each row's float32 score.
         """
-        return decoding.generate(
-            self, source_ids, max_new_tokens=max_new_tokens, strategy=strategy,
-            num_beams=num_beams, length_penalty=length_penalty,
-            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-            start_id=start_id, end_id=end_id, use_cache=use_cache,
-            return_scores=return_scores, jit_compile=jit_compile,
-        )
+        return decoding.generate(self, source_ids, **options)
 
     def compile(
         self,
@@ -338,46 +267,14 @@ class Transformer(DistributedTrainingFixes, keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "input_vocab_size": self.input_vocab_size,
-                "target_vocab_size": self.target_vocab_size,
-                "num_layers": self.num_layers,
-                "d_model": self.d_model,
-                "num_heads": self.num_heads,
-                "d_ff": self.d_ff,
-                "dropout_rate": self.dropout_rate,
-                "max_length": self.max_length,
-                "share_embeddings": self.share_embeddings,
-                "norm_first": self.norm_first,
-                "attention_dropout_rate": self.attention_dropout_rate,
-                "activation": self.activation,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-            }
-        )
+        config.update({name: getattr(self, name) for name in _CONFIG})
         return config
 
 
-def _split_inputs(inputs, shapes=False):
-    """`(source, target)` from a tuple, list or dict of tensors or shapes."""
-    what = "input_shape" if shapes else "inputs"
-    if isinstance(inputs, dict):
-        try:
-            return inputs["source_ids"], inputs["target_ids"]
-        except KeyError:
-            raise ValueError(
-                f"A dict `{what}` needs the keys 'source_ids' and "
-                f"'target_ids'; received keys {sorted(inputs)}."
-            ) from None
-    is_pair = isinstance(inputs, (tuple, list)) and len(inputs) == 2
-    if shapes and is_pair and not all(
-        isinstance(s, (tuple, list)) for s in inputs
-    ):
-        is_pair = False  # a single shape like (batch, length)
-    if not is_pair:
-        raise ValueError(
-            "`Transformer` takes `inputs=(source_ids, target_ids)`, two int "
-            "tensors of shape (batch, length); received "
-            f"{type(inputs).__name__} {getattr(inputs, 'shape', '')}."
-        )
-    return inputs[0], inputs[1]
+# The arguments `StageShow` and `OscarAssessment` share with the model.
+_STACK_ARGUMENTS = (
+    "num_layers", "d_model", "num_heads", "d_ff", "dropout_rate", "max_length",
+    "attention_dropout_rate", "activation", "norm_first", "layer_norm_epsilon",
+)
+# Every constructor argument, for `get_config`.
+_CONFIG = ("input_vocab_size", "target_vocab_size", "share_embeddings") + _STACK_ARGUMENTS
