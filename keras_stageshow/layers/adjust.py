@@ -1,3 +1,5 @@
+"""`Adjust`: residual dropout, residual add and LayerNorm (post- or pre-norm)."""
+
 import keras
 
 from keras_stageshow.layers.utils import check_last_dim

@@ -1,3 +1,6 @@
+"""`AssessmentDiscussion`: the decoder's feed-forward block (the same computation
+as `CrewDiscussion`, under the decoder's stage name)."""
+
 import keras
 
 from keras_stageshow.layers.crew_discussion import CrewDiscussion

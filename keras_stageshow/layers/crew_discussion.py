@@ -1,3 +1,5 @@
+"""`CrewDiscussion`: the encoder's position-wise feed-forward block."""
+
 import keras
 
 from keras_stageshow.layers.adjust import Adjust

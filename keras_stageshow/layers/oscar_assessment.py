@@ -112,7 +112,7 @@ class OscarAssessment(keras.layers.Layer):
             )
 
     def build(self, target_ids_shape, enc_output_shape):
-        check_rank(target_ids_shape, 2, "target_ids", "of shape (batch, seq_len)")
+        check_rank(target_ids_shape, 2, "token_ids", "of shape (batch, seq_len)")
         check_rank(
             enc_output_shape, 3, "enc_output", "of shape (batch, source_len, d_model)"
         )

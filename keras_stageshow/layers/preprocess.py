@@ -1,3 +1,5 @@
+"""`Preprocess`: token embedding, scaling and the paper's sinusoidal positions."""
+
 import math
 
 import keras

@@ -1,3 +1,5 @@
+"""`Voting`: the pre-softmax projection onto the target vocabulary."""
+
 import keras
 from keras import ops
 

@@ -1,1 +1,3 @@
+"""Tokenizers: ideas -> story -> script (text to token ids and back)."""
+
 from keras_stageshow.tokenizers.subword_tokenizer import SubwordTokenizer

@@ -1,3 +1,6 @@
+"""`SubwordTokenizer`: SentencePiece on tensorflow-text, with the library's
+reserved ids (`special_ids.py`), training from a corpus, saving and loading."""
+
 import io
 import os
 

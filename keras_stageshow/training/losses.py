@@ -1,3 +1,5 @@
+"""`MaskedSparseCategoricalCrossentropy`: the paper's label-smoothed loss, padding ignored."""
+
 import keras
 from keras import ops
 

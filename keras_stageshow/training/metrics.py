@@ -1,3 +1,5 @@
+"""`MaskedAccuracy`: token accuracy that ignores padding."""
+
 import keras
 from keras import ops
 

@@ -1,3 +1,5 @@
+"""`TransformerSchedule`: the paper's warmup then inverse-square-root learning rate."""
+
 import keras
 from keras import ops
 
