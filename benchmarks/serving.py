@@ -1,8 +1,9 @@
 """Serving benchmark: the exported SavedModel against `Translator` in Python.
 
-Exports a trained RUN_DIR (`stageshow export`'s code), loads the SavedModel
-with `tf.saved_model.load` and times, side by side in one process and
-interleaved call by call, the same decoding both ways on
+Exports a trained RUN_DIR (`stageshow export`'s code) twice, as TF Serving
+gets it by default (no XLA ops) and with the opt-in `jit_compile=True`,
+loads both with `tf.saved_model.load` and times, side by side in one process
+and interleaved call by call, the same decoding all three ways on
 Multi30k test_2016_flickr sentences:
 
 - latency: one sentence per call (median and 90th percentile, ms);
@@ -17,7 +18,8 @@ Multi30k test_2016_flickr sentences:
 Both are measured in their steady state (a first, unreported pass warms
 them up, so the library's per-shape tracing is not counted).
 
-Prints one JSON line. Ratios above 1 mean the SavedModel is faster.
+Prints one JSON line. Ratios above 1 mean the SavedModel is faster than
+Python (which decodes with XLA).
 
     python benchmarks/serving.py --model runs/multi30k --data-dir ../shared/data/multi30k
 """
@@ -59,63 +61,65 @@ def main():
     source, _ = load_multi30k("test_2016_flickr", data_dir=args.data_dir)
     translator = Translator.load(args.model)
     with tempfile.TemporaryDirectory() as base:
-        start = time.perf_counter()
-        path = export_for_serving(translator, base, num_beams=args.num_beams)
-        export_seconds = time.perf_counter() - start
-        size_mb = sum(
-            os.path.getsize(os.path.join(d, f))
-            for d, _, files in os.walk(path)
-            for f in files
-        ) / 2**20
-        served = tf.saved_model.load(path)
-        greedy_sig = served.signatures["serving_default"]
-        beam_sig = served.signatures["beam_search"]
-
-        def python(texts, strategy="greedy"):
-            options = {"num_beams": args.num_beams} if strategy == "beam" else {}
-            return translator.translate(texts, strategy=strategy, **options)
-
-        def saved(texts, strategy="greedy"):
-            signature = beam_sig if strategy == "beam" else greedy_sig
-            out = signature(text=tf.constant(texts))["translation"].numpy()
-            return [t.decode("utf-8") for t in out]
-
-        def timed(run, texts, strategy="greedy"):
+        runners = {"python": translator_runner(translator, args.num_beams)}
+        export_seconds, size_mb = {}, {}
+        for name, jit in (("saved_model", False), ("saved_model_xla", True)):
             start = time.perf_counter()
-            out = run(texts, strategy)
-            return time.perf_counter() - start, out
+            path = export_for_serving(
+                translator, os.path.join(base, name), num_beams=args.num_beams,
+                jit_compile=jit,
+            )
+            export_seconds[name] = round(time.perf_counter() - start, 1)
+            size_mb[name] = round(
+                sum(
+                    os.path.getsize(os.path.join(d, f))
+                    for d, _, files in os.walk(path)
+                    for f in files
+                ) / 2**20,
+                1,
+            )
+            runners[name] = saved_model_runner(tf.saved_model.load(path))
 
         def measure():
-            latency = {"python": [], "saved_model": []}
-            same = total = 0
+            """Each call runs every contender in turn on the same texts."""
+            latency = {name: [] for name in runners}
+            same = dict.fromkeys(runners, 0)
+            total = 0
             for text in source[100 : 100 + args.single]:
-                seconds_py, out_py = timed(python, [text])
-                seconds_sm, out_sm = timed(saved, [text])
-                latency["python"].append(seconds_py)
-                latency["saved_model"].append(seconds_sm)
-                same += out_py == out_sm
+                outputs = {}
+                for name, run in runners.items():
+                    start = time.perf_counter()
+                    outputs[name] = run([text])
+                    latency[name].append(time.perf_counter() - start)
+                for name in runners:
+                    same[name] += outputs[name] == outputs["python"]
                 total += 1
             throughput = {}
             for strategy, batches in (
                 ("greedy", args.batches), ("beam", args.beam_batches)
             ):
-                seconds = {"python": 0.0, "saved_model": 0.0}
+                seconds = dict.fromkeys(runners, 0.0)
                 for b in range(batches):
                     texts = source[200 + 32 * b : 200 + 32 * (b + 1)]
-                    seconds_py, out_py = timed(python, texts, strategy)
-                    seconds_sm, out_sm = timed(saved, texts, strategy)
-                    seconds["python"] += seconds_py
-                    seconds["saved_model"] += seconds_sm
-                    same += sum(a == b for a, b in zip(out_py, out_sm))
+                    outputs = {}
+                    for name, run in runners.items():
+                        start = time.perf_counter()
+                        outputs[name] = run(texts, strategy)
+                        seconds[name] += time.perf_counter() - start
+                    for name in runners:
+                        same[name] += sum(
+                            a == b for a, b in zip(outputs[name], outputs["python"])
+                        )
                     total += len(texts)
                 throughput[strategy] = {
                     k: round(32 * batches / v, 1) for k, v in seconds.items()
                 }
             return latency, throughput, same, total
 
-        # The first pass warms both up: the library traces its decoding loop
-        # once per shape bucket, and TensorFlow optimizes each graph on its
-        # first calls. The second pass is the steady state that is reported.
+        # The first pass warms all up: the library traces its decoding loop
+        # once per shape bucket, the XLA export compiles once per bucket, and
+        # TensorFlow optimizes each graph on its first calls. The second pass
+        # is the steady state that is reported.
         measure()
         latency, throughput, same, total = measure()
         per_length = length_sweep(
@@ -127,26 +131,33 @@ def main():
         k: round(1000 * statistics.quantiles(v, n=10)[8], 1)
         for k, v in latency.items()
     }
+
+    def speedups(figures, higher_is_better):
+        python = figures["python"]
+        return {
+            name: round(value / python if higher_is_better else python / value, 2)
+            for name, value in figures.items()
+            if name != "python"
+        }
+
     print(
         json.dumps(
             {
                 "benchmark": "serving",
                 "model": os.path.abspath(args.model),
                 "parameters": translator.model.count_params(),
-                "export_seconds": round(export_seconds, 1),
-                "saved_model_mb": round(size_mb, 1),
+                "export_seconds": export_seconds,
+                "saved_model_mb": size_mb,
                 "latency_1_sentence_median_ms": median,
                 "latency_1_sentence_p90_ms": p90,
-                "latency_speedup": round(median["python"] / median["saved_model"], 2),
+                "latency_speedup": speedups(median, False),
                 "greedy_batch32_sentences_per_second": throughput["greedy"],
-                "greedy_batch32_speedup": round(
-                    throughput["greedy"]["saved_model"] / throughput["greedy"]["python"], 2
-                ),
+                "greedy_batch32_speedup": speedups(throughput["greedy"], True),
                 f"beam{args.num_beams}_batch32_sentences_per_second": throughput["beam"],
-                "beam_batch32_speedup": round(
-                    throughput["beam"]["saved_model"] / throughput["beam"]["python"], 2
-                ),
-                "identical_translations": f"{same}/{total}",
+                "beam_batch32_speedup": speedups(throughput["beam"], True),
+                "identical_translations": {
+                    name: f"{same[name]}/{total}" for name in runners if name != "python"
+                },
                 "greedy_ms_per_sentence_by_new_tokens": per_length,
                 "cpu": common.cpu_info(),
             }
@@ -154,9 +165,32 @@ def main():
     )
 
 
+def translator_runner(translator, num_beams):
+    def run(texts, strategy="greedy"):
+        options = {"num_beams": num_beams} if strategy == "beam" else {}
+        return translator.translate(texts, strategy=strategy, **options)
+
+    return run
+
+
+def saved_model_runner(served):
+    import tensorflow as tf
+
+    signatures = {
+        "greedy": served.signatures["serving_default"],
+        "beam": served.signatures["beam_search"],
+    }
+
+    def run(texts, strategy="greedy"):
+        out = signatures[strategy](text=tf.constant(texts))["translation"].numpy()
+        return [t.decode("utf-8") for t in out]
+
+    return run
+
+
 def length_sweep(translator, source, lengths, base):
     """Greedy ms per sentence at each number of new tokens, batch 1 and 32,
-    Python (XLA) and SavedModel (XLA-free), on fresh weights."""
+    Python (XLA) and both SavedModels, on fresh weights."""
     import tensorflow as tf
 
     from keras_stageshow.models.transformer import Transformer
@@ -168,14 +202,18 @@ def length_sweep(translator, source, lengths, base):
     fresh = Translator(model, translator.source_tokenizer, translator.target_tokenizer)
     results = {}
     for new_tokens in lengths:
-        path = export_for_serving(
-            fresh, os.path.join(base, f"sweep{new_tokens}"), max_new_tokens=new_tokens
-        )
-        signature = tf.saved_model.load(path).signatures["serving_default"]
         runs = {
-            "python": lambda texts: fresh.translate(texts, max_new_tokens=new_tokens),
-            "saved_model": lambda texts: signature(text=tf.constant(texts)),
+            "python": lambda texts: fresh.translate(texts, max_new_tokens=new_tokens)
         }
+        for name, jit in (("saved_model", False), ("saved_model_xla", True)):
+            path = export_for_serving(
+                fresh, os.path.join(base, f"sweep{new_tokens}_{name}"),
+                max_new_tokens=new_tokens, jit_compile=jit,
+            )
+            signature = tf.saved_model.load(path).signatures["serving_default"]
+            runs[name] = lambda texts, signature=signature: signature(
+                text=tf.constant(texts)
+            )
         row = {}
         for batch in (1, 32):
             texts = source[300 : 300 + batch]

@@ -212,6 +212,11 @@ def _add_export_parser(commands):
         help="sentences decoded together inside the graph",
     )
     export.add_argument(
+        "--jit-compile", action="store_true",
+        help="decode with XLA inside the graph (TF Serving needs "
+        "--xla_cpu_compilation_enabled=true on CPU; off by default)",
+    )
+    export.add_argument(
         "--dtype",
         help="compute dtype of the graph, e.g. float32 for a mixed_float16 "
         "model served on CPUs (default: the model's)",
@@ -231,6 +236,7 @@ def run_export(args):
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         dtype=args.dtype,
+        jit_compile=args.jit_compile,
     )
     print(json.dumps({"saved_model": path, "signatures": SIGNATURES}))
     return 0

@@ -69,6 +69,7 @@ def export_for_serving(
     max_new_tokens=None,
     batch_size=32,
     dtype=None,
+    jit_compile=False,
 ):
     """Exports a trained translator as a SavedModel for TF Serving.
 
@@ -102,6 +103,13 @@ def export_for_serving(
             `"float32"` for a model trained with `"mixed_float16"` that will
             be served on CPUs (float16 matmuls are slow there). By default,
             the model's own policy.
+        jit_compile: bool, compile the decoding loop with XLA inside the
+            graph (an opt-in; the default graph has no XLA ops). XLA fuses
+            each step's small ops, as it does for `Translator` in Python,
+            and compiles once per shape bucket when first met. TF Serving
+            runs it on CPU only with `--xla_cpu_compilation_enabled=true`
+            (experimental), and its GPU builds have failed on XLA-annotated
+            functions (tensorflow/serving #2214, #2217).
 
     Returns:
         The path of the written version folder.
@@ -157,7 +165,10 @@ def export_for_serving(
     os.makedirs(export_dir, exist_ok=True)
     version = _check_version(export_dir, version)
 
+    if not isinstance(jit_compile, bool):
+        raise ValueError(f"`jit_compile` must be True or False; received {jit_compile!r}.")
     options = {
+        "jit_compile": jit_compile,
         "num_beams": beam["num_beams"],
         "length_penalty": beam["length_penalty"],
         "max_new_tokens": max_new_tokens,
@@ -266,9 +277,9 @@ def _build_module(translator, options, files):
     root.target_tokenizer = _ServingTokenizer(
         translator.target_tokenizer, files, "target"
     )
-    # The library's decoding core, traced inline into the signatures,
-    # without XLA.
-    ceremony = AwardsCeremony(model, jit_compile=False, traced=False)
+    # The library's decoding core, traced inline into the signatures
+    # (without XLA unless asked for).
+    ceremony = AwardsCeremony(model, jit_compile=options["jit_compile"], traced=False)
     strategies = {
         "greedy": check_options("greedy", vocabulary_size=model.target_vocab_size),
         "beam": check_options(

@@ -221,6 +221,31 @@ def test_graph_uses_no_python_or_xla_only_ops(exported):
         ops |= {node.op for node in function.node_def}
     assert {"SentencepieceTokenizeOp", "SentencepieceDetokenizeOp", "While"} <= ops
     assert not [op for op in ops if "PyFunc" in op or op.startswith("Xla")]
+    # The decoding cache is written one row a step, in place, not copied.
+    assert {"Empty", "InplaceUpdate"} <= ops
+
+
+def test_opt_in_xla_export_translates_as_the_library_with_xla(translator, tmp_path):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = translator.export(str(tmp_path / "xla"), jit_compile=True)
+    assert serving.read_export_description(path)["options"]["jit_compile"] is True
+    served = tf.saved_model.load(path)
+    texts = SENTENCES[:3] + [""]
+    for signature, options in (
+        ("serving_default", {}), ("beam_search", {"strategy": "beam", "num_beams": 4}),
+    ):
+        out = served.signatures[signature](text=tf.constant(texts))
+        got = [t.decode("utf-8") for t in out["translation"].numpy()]
+        assert got == translator.translate(texts, **options)
+    model = saved_model_pb2.SavedModel()
+    model.ParseFromString(open(os.path.join(path, "saved_model.pb"), "rb").read())
+    ops = {
+        node.op
+        for function in model.meta_graphs[0].graph_def.library.function
+        for node in function.node_def
+    }
+    assert "XlaDynamicUpdateSlice" in ops
 
 
 def test_versions_count_up_and_are_never_overwritten(translator, tmp_path):

@@ -25,6 +25,7 @@ The ids-level functions use `keras.ops` (any backend); the text level needs
 TensorFlow and tensorflow-text (the tokenizers).
 """
 
+import functools
 import weakref
 
 import keras
@@ -176,7 +177,8 @@ class AwardsCeremony:
         traced: bool. True (the library): inputs are numpy or eager
             tensors, and each shape bucket's loop is traced once and reused
             (`traced_functions`). False (the SavedModel export): the loop
-            runs inline, with symbolic shapes, in the graph being traced.
+            runs inline, with symbolic shapes, in the graph being traced
+            (as an XLA cluster with `jit_compile`).
         start_id, end_id: the first rumour and the end of a sentence.
     """
 
@@ -237,7 +239,14 @@ class AwardsCeremony:
             tokens = ops.convert_to_numpy(tokens)
             scores = ops.convert_to_numpy(scores)
         else:
-            tokens, scores = self._loop(*inputs, steps=steps_bucket, **options)
+            loop = functools.partial(self._loop, **options)
+            if self.jit_compile:
+                # The opt-in XLA export: the loop is an XLA cluster of the
+                # graph, compiled when a shape bucket is first met.
+                import tensorflow as tf
+
+                loop = tf.function(loop, autograph=False, jit_compile=True)
+            tokens, scores = loop(*inputs, steps=steps_bucket)
         return tokens[:batch, :steps], scores[:batch]
 
     def _loop(self, source_ids, limits, uniform=None, *, steps, strategy, **options):

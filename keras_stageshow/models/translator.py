@@ -111,7 +111,7 @@ class Translator:
     def export(self, export_dir, **options):
         """Writes a SavedModel for TF Serving into `export_dir/<version>/`
         and returns its path; see `keras_stageshow.export_for_serving` for
-        the signatures and `options` (`version`, `num_beams`,
+        the signatures and `options` (`version`, `num_beams`, `jit_compile`,
         `length_penalty`, `max_new_tokens`, `batch_size`)."""
         from keras_stageshow.serving import export_for_serving
 
