@@ -258,8 +258,10 @@ class Rehearsal(keras.layers.Layer):
         if cache_update_index is None:
             (queries,) = self._project(query, self.query_dense)
             keys, values = cache
-            # (batch, 1, 1, key_len)
-            mask = ops.expand_dims(ops.expand_dims(key_padding_mask, 1), 1)
+            mask = None
+            if key_padding_mask is not None:
+                # (batch, 1, 1, key_len)
+                mask = ops.expand_dims(ops.expand_dims(key_padding_mask, 1), 1)
         else:
             if cache_write == "in_place":
                 # Without XLA, fusing would concatenate the kernels anew at
