@@ -148,6 +148,8 @@ def export_for_serving(
         raise ValueError(
             f"`batch_size` must be an int >= 1; received {batch_size!r}."
         )
+    if not isinstance(jit_compile, bool):
+        raise ValueError(f"`jit_compile` must be True or False; received {jit_compile!r}.")
     if not model.built:
         model.build(((None, None), (None, None)))
     if dtype is not None:
@@ -165,8 +167,6 @@ def export_for_serving(
     os.makedirs(export_dir, exist_ok=True)
     version = _check_version(export_dir, version)
 
-    if not isinstance(jit_compile, bool):
-        raise ValueError(f"`jit_compile` must be True or False; received {jit_compile!r}.")
     options = {
         "jit_compile": jit_compile,
         "num_beams": beam["num_beams"],
