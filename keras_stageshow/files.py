@@ -7,6 +7,7 @@ Windows when both names are on one file system).
 
 import json
 import os
+import shutil
 import tempfile
 
 
@@ -57,6 +58,37 @@ def save_model_atomically(model, path):
     """`model.save(path)` through a temporary `.keras` file and a rename."""
     # Keras picks the format from the suffix, so the temporary name keeps it.
     _atomic(path, model.save, suffix=".keras")
+
+
+def write_folder_atomically(path, write):
+    """Calls `write(tmp_folder)`, then puts the folder at `path` by renames.
+
+    A folder cannot replace another in one atomic step, so an existing one
+    is first renamed aside and removed only after the new one is in place:
+    at every moment one complete folder exists (under `path`, or under the
+    aside name if the process dies between the two renames).
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent, name = os.path.split(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp.", dir=parent)
+    aside = None
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o777 & ~current_umask())
+        if os.path.exists(path):
+            aside = tempfile.mkdtemp(prefix=f".{name}.old.", dir=parent)
+            os.rmdir(aside)
+            os.replace(path, aside)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+        if aside and os.path.exists(aside):
+            if os.path.exists(path):
+                shutil.rmtree(aside)
+            else:  # the new folder did not arrive: put the old one back
+                os.replace(aside, path)
 
 
 def read_json(path, what):

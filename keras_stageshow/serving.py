@@ -253,8 +253,8 @@ def _description(translator, options):
             "end token"
         ),
         "model": model.get_config(),
-        "source_tokenizer": translator.source_tokenizer.get_config(),
-        "target_tokenizer": translator.target_tokenizer.get_config(),
+        "source_tokenizer": translator.source_tokenizer.run_dir_config(),
+        "target_tokenizer": translator.target_tokenizer.run_dir_config(),
     }
 
 
@@ -348,7 +348,7 @@ class _ServingTokenizer(tf.Module):
             f.write(tokenizer.proto)
         config_path = os.path.join(files, f"{side}.tokenizer.json")
         with open(config_path, "w", encoding="utf-8") as f:
-            json.dump(tokenizer.get_config(), f, indent=2, sort_keys=True)
+            json.dump(tokenizer.run_dir_config(), f, indent=2, sort_keys=True)
         self.model_file = tf.saved_model.Asset(model_path)
         self.config_file = tf.saved_model.Asset(config_path)
         # The op keeps its model in a resource named after the node that
@@ -362,7 +362,7 @@ class _ServingTokenizer(tf.Module):
         return self.tokenizer.tokenize(self.config.normalize(texts))
 
     def detokenize(self, ids):
-        return self.tokenizer.detokenize(visible_ids(ids, self.config.vocabulary_size))
+        return self.tokenizer.detokenize(visible_ids(ids, self.config.vocabulary_size()))
 
 
 def read_export_description(version_dir):

@@ -3,6 +3,7 @@ the paper's training recipe; decoding is the awards ceremony's
 (`keras_stageshow/decoding/`)."""
 
 import keras
+import keras_hub
 
 from keras_stageshow import decoding
 from keras_stageshow.layers.masks import padding_mask_from_ids
@@ -20,7 +21,7 @@ from keras_stageshow.training.schedule import TransformerSchedule
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
-class Transformer(DistributedTrainingFixes, keras.Model):
+class Transformer(DistributedTrainingFixes, keras_hub.models.Backbone):
     """The stage show and the Oscar assessment: the encoder-decoder Transformer.
 
     `StageShow` (encoder) performs the source; `OscarAssessment` (decoder)
@@ -31,6 +32,10 @@ class Transformer(DistributedTrainingFixes, keras.Model):
     Masking: token id 0 is padding. `call` makes the source and target
     padding masks once and passes them down (`layers/masks.py`): no position
     attends to padding, and the decoder never to the future.
+
+    A `keras_hub.models.Backbone`: `save_to_preset(dir)` writes keras-hub's
+    preset files and `Transformer.from_preset(dir_or_handle)` loads them
+    (`Translator.save_to_preset` adds the tokenizers).
 
     Weight sharing: the target embedding matrix doubles as the pre-softmax
     projection (`Voting`), as in the paper (section 3.4);
@@ -269,6 +274,15 @@ class Transformer(DistributedTrainingFixes, keras.Model):
         config = super().get_config()
         config.update({name: getattr(self, name) for name in _CONFIG})
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Built at once, for any sequence lengths: keras-hub's preset loader
+        # (`Transformer.from_preset`) loads the weights straight after
+        # `from_config`, without the build shapes a `.keras` file keeps.
+        model = super().from_config(config)
+        model.build(((None, None), (None, None)))
+        return model
 
 
 # The arguments `StageShow` and `OscarAssessment` share with the model.

@@ -9,6 +9,7 @@ from keras_stageshow.decoding.ceremony import check_max_new_tokens
 from keras_stageshow.decoding.ceremony import check_options
 from keras_stageshow.decoding.ceremony import encode_sources
 from keras_stageshow.files import save_model_atomically
+from keras_stageshow.files import write_folder_atomically
 from keras_stageshow.files import write_json_atomically
 from keras_stageshow.layers.utils import is_int
 
@@ -33,6 +34,9 @@ class Translator:
     >>> translator.translate(["Ein Hund läuft über die Wiese."])
     ['A dog runs across the meadow.']
     >>> translator.translate(texts, strategy="beam", num_beams=4)
+    >>> translator.save_to_preset("multi30k_de_en")      # keras-hub preset
+    >>> keras_hub.upload_preset("hf://me/multi30k_de_en", "multi30k_de_en")
+    >>> Translator.from_preset("hf://me/multi30k_de_en")
     """
 
     def __init__(self, model, source_tokenizer, target_tokenizer):
@@ -40,9 +44,9 @@ class Translator:
             ("source_tokenizer", source_tokenizer, model.input_vocab_size),
             ("target_tokenizer", target_tokenizer, model.target_vocab_size),
         ):
-            if tokenizer.vocabulary_size != size:
+            if tokenizer.vocabulary_size() != size:
                 raise ValueError(
-                    f"`{name}` has {tokenizer.vocabulary_size} tokens but the "
+                    f"`{name}` has {tokenizer.vocabulary_size()} tokens but the "
                     f"model expects {size}. Pass the tokenizers the model was "
                     "trained with."
                 )
@@ -117,13 +121,86 @@ class Translator:
 
         return export_for_serving(self, export_dir, **options)
 
+    def save_to_preset(self, preset_dir):
+        """Writes the translator as a keras-hub preset, atomically.
+
+        The layout is keras-hub's: the `Transformer` (a keras-hub
+        `Backbone`) as `config.json`, `model.weights.h5` and
+        `metadata.json`; each tokenizer as `source_tokenizer.json` /
+        `target_tokenizer.json` with its SentencePiece model in
+        `assets/source_tokenizer/` / `assets/target_tokenizer/`. Share it
+        with `keras_hub.upload_preset("kaggle://...", preset_dir)` or
+        `"hf://..."`; load it with `Translator.from_preset`.
+        """
+        from keras_stageshow.tokenizers import SubwordTokenizer
+
+        if not self.model.built:  # never called: make its weights to save
+            self.model.build(((None, None), (None, None)))
+
+        def write(folder):
+            self.model.save_to_preset(folder)
+            for tokenizer, config_file in (
+                (self.source_tokenizer, PRESET_SOURCE_TOKENIZER),
+                (self.target_tokenizer, PRESET_TARGET_TOKENIZER),
+            ):
+                SubwordTokenizer(
+                    tokenizer.proto,
+                    lowercase=tokenizer.lowercase,
+                    strip_accents=tokenizer.strip_accents,
+                    config_file=config_file,
+                ).save_to_preset(folder)
+
+        write_folder_atomically(preset_dir, write)
+
+    @classmethod
+    def from_preset(cls, preset):
+        """Loads what `save_to_preset` wrote: a local folder, or a handle
+        keras-hub can fetch (`"kaggle://user/model/keras/variant"`,
+        `"hf://user/model"`). A RUN_DIR is accepted too."""
+        from keras_stageshow.models.transformer import Transformer
+        from keras_stageshow.tokenizers import SubwordTokenizer
+
+        if not isinstance(preset, (str, os.PathLike)):
+            raise TypeError(
+                "`preset` must be a folder or a keras-hub handle (a string); "
+                f"received {type(preset).__name__}."
+            )
+        preset = os.fspath(preset)
+        if "://" not in preset:
+            if not os.path.isdir(preset):
+                raise FileNotFoundError(
+                    f"Preset folder {preset!r} does not exist. Pass the folder "
+                    "`Translator.save_to_preset` wrote, or a handle such as "
+                    "'hf://user/model'."
+                )
+            if _is_run_dir(preset):
+                return cls.load(preset)
+            for name in ("config.json", PRESET_SOURCE_TOKENIZER, PRESET_TARGET_TOKENIZER):
+                if not os.path.isfile(os.path.join(preset, name)):
+                    raise FileNotFoundError(
+                        f"Preset folder {preset!r} has no {name}: it is not a "
+                        "translator preset. Write one with "
+                        "`Translator.save_to_preset`."
+                    )
+        model = Transformer.from_preset(preset)
+        return cls(
+            model,
+            SubwordTokenizer.from_preset(preset, config_file=PRESET_SOURCE_TOKENIZER),
+            SubwordTokenizer.from_preset(preset, config_file=PRESET_TARGET_TOKENIZER),
+        )
+
     @classmethod
     def load(cls, directory):
         """Loads a RUN_DIR (what `stageshow train` or `save` wrote), with
-        `safe_mode=True`: no code from the folder is run."""
+        `safe_mode=True`: no code from the folder is run. A keras-hub preset
+        folder (`save_to_preset`) is accepted too."""
         from keras_stageshow.tokenizers import SubwordTokenizer
         from keras_stageshow.training.run import read_run
 
+        if os.path.isdir(directory) and not _is_run_dir(directory) and (
+            os.path.isfile(os.path.join(directory, PRESET_SOURCE_TOKENIZER))
+        ):
+            return cls.from_preset(directory)
         read_run(directory)  # a clear error if it is not a run
         model = load_model(os.path.join(directory, "model.keras"))
         return cls(
@@ -131,6 +208,15 @@ class Translator:
             SubwordTokenizer.load(os.path.join(directory, "source_tokenizer")),
             SubwordTokenizer.load(os.path.join(directory, "target_tokenizer")),
         )
+
+
+# The tokenizers' file names in a preset (keras-hub's `config_file`).
+PRESET_SOURCE_TOKENIZER = "source_tokenizer.json"
+PRESET_TARGET_TOKENIZER = "target_tokenizer.json"
+
+
+def _is_run_dir(directory):
+    return os.path.isfile(os.path.join(directory, "run.json"))
 
 
 def load_model(path):
