@@ -1,10 +1,15 @@
-"""Real-data benchmark: German -> English on Multi30k, on this machine.
+"""Real-data benchmark: Multi30k translation, either direction, on this machine.
 
 Trains (or resumes, or reuses a finished) run in --out with the library's
-`stageshow train` code, the model selected by validation loss, then scores
-test_2016_flickr with greedy decoding and beam search. Prints one JSON line.
+`stageshow train` code, the model selected by validation loss (with
+--average-last N: the better of the best single epoch and the average of
+the last N epochs), then scores test_2016_flickr with greedy decoding and
+beam search: sacreBLEU (cased, 13a) and lowercased 13a BLEU. Prints one
+JSON line, with the epochs reached, the training minutes, which model was
+kept and the machine's CPU.
 
-    python benchmarks/multi30k.py --data-dir ../shared/data/multi30k --out runs/m30k
+    python benchmarks/multi30k.py --data-dir ../shared/data/multi30k
+    python benchmarks/multi30k.py --source-lang en --target-lang de --average-last 5
 """
 
 import argparse
@@ -13,7 +18,13 @@ import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from common import HERE  # also turns on oneDNN before TensorFlow loads
+from common import cpu_info
+from common import onednn_enabled
+
+from keras_stageshow.cli import non_negative_int
+
+LANGUAGES = ("de", "en")
 
 # The run's settings are `stageshow train`'s defaults (the published
 # anchor's shape: 3 + 3 layers, d_model 256, 8 heads, d_ff 512; one shared
@@ -28,12 +39,34 @@ def main():
         "--data-dir",
         default=os.path.join(HERE, "..", "..", "shared", "data", "multi30k"),
     )
-    parser.add_argument("--out", default=os.path.join(HERE, "runs", "multi30k"))
+    parser.add_argument("--source-lang", choices=LANGUAGES, default="de")
+    parser.add_argument("--target-lang", choices=LANGUAGES, default="en")
+    parser.add_argument(
+        "--out",
+        help="the RUN_DIR (default: benchmarks/runs/multi30k-SRC-TGT, with "
+        "-avgN when --average-last N)",
+    )
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--time-limit-minutes", type=float, default=45.0)
+    parser.add_argument(
+        "--average-last",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="average the last N epochs and keep the better of that and the "
+        "best single epoch on validation loss (0: off)",
+    )
     parser.add_argument("--num-beams", type=int, default=4)
     parser.add_argument("--length-penalty", type=float, default=0.6)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
+    if args.source_lang == args.target_lang:
+        parser.error("--source-lang and --target-lang must differ.")
+    direction = f"{args.source_lang}-{args.target_lang}"
+    out = args.out or os.path.join(
+        HERE, "runs",
+        f"multi30k-{direction}" + (f"-avg{args.average_last}" if args.average_last else ""),
+    )
 
     from keras_stageshow.datasets import load_multi30k
     from keras_stageshow.evaluation import bleu_scores
@@ -41,30 +74,37 @@ def main():
     from keras_stageshow.training.run import DEFAULT_SETTINGS
     from keras_stageshow.training.run import train_translation_run
 
-    train = load_multi30k("train", data_dir=args.data_dir)
-    val = load_multi30k("val", data_dir=args.data_dir)
-    test_source, test_reference = load_multi30k(
-        "test_2016_flickr", data_dir=args.data_dir
-    )
+    pair = dict(source=args.source_lang, target=args.target_lang, data_dir=args.data_dir)
+    train = load_multi30k("train", **pair)
+    val = load_multi30k("val", **pair)
+    test_source, test_reference = load_multi30k("test_2016_flickr", **pair)
     run = train_translation_run(
-        args.out,
+        out,
         train,
         val,
-        data_description="multi30k de-en",
+        data_description=f"multi30k {direction}",
         verbose=2 if args.quiet else 1,
         **{
             **DEFAULT_SETTINGS,
-            "epochs": EPOCHS,
+            "epochs": args.epochs,
             "time_limit_minutes": args.time_limit_minutes,
+            "average_last": args.average_last,
         },
     )
-    translator = Translator.load(args.out)
+    translator = Translator.load(out)
+    averaging = run.get("averaging")
+    chosen = averaging["chosen"] if averaging else "best_single"
     result = {
-        "benchmark": "multi30k_de_en",
+        "benchmark": f"multi30k_{args.source_lang}_{args.target_lang}",
+        "direction": direction,
+        "test_split": "test_2016_flickr",
         "parameters": run["parameters"],
         "epochs": run["epochs_done"],
+        "epochs_limit": run["settings"]["epochs"],
+        "stopped_by_time_limit": bool(run.get("stopped_by_time_limit")),
         "best_epoch": run["best_epoch"],
         "train_seconds": run["train_seconds"],
+        "train_minutes": round(run["train_seconds"] / 60, 1),
         "train_target_tokens_per_second": round(
             run["train_data"]["target_tokens"] * run["epochs_done"]
             / run["train_seconds"]
@@ -72,6 +112,17 @@ def main():
         "source_padding": run["train_data"]["source_padding"],
         "target_padding": run["train_data"]["target_padding"],
         "best_val_loss": round(run["best_val_loss"], 4),
+        # The model scored below: "best_single" (the epoch with the lowest
+        # validation loss) or "average" (of the epochs in `averaging`).
+        "model": chosen,
+        "averaging": averaging and {
+            "epochs": averaging["epochs"],
+            "average_val_loss": averaging["average_val_loss"]
+            and round(averaging["average_val_loss"], 4),
+            "best_single_val_loss": round(averaging["best_single_val_loss"], 4),
+        },
+        "cpu": cpu_info(),
+        "onednn": onednn_enabled(),
     }
     for name, options in (
         ("greedy", {"strategy": "greedy"}),
@@ -97,6 +148,7 @@ def main():
                 for s, h, r in list(zip(test_source, hypotheses, test_reference))[:3]
             ]
     result["sacrebleu_signature"] = scores["sacrebleu_signature"]
+    result["lowercased_signature"] = scores["lowercased_signature"]
     print(json.dumps(result, ensure_ascii=False))
     return 0
 

@@ -166,3 +166,52 @@ def test_epoch_keyed_order_is_fixed_per_epoch_and_skips_exactly():
         batches(skip_batches=3)  # a new random order has no "first" batches
     with pytest.raises(ValueError, match="skip_batches"):
         batches(epoch=0, skip_batches=len(first))
+
+
+def _batch_shapes_and_rows(ds):
+    shapes, rows = set(), []
+    for (src, tgt_in), tgt_out in ds:
+        shapes.add((*src.shape, tgt_in.shape[1]))
+        assert tgt_in.shape == tgt_out.shape
+        rows += [tuple(r[r != 0]) for r in src.numpy() if (r != 0).any()]
+    return shapes, rows
+
+
+def test_bounded_shapes_keep_few_shapes_every_example_and_little_padding(data_dir):
+    de, en = load_multi30k("val", data_dir=data_dir)
+    tok = SubwordTokenizer.train([de, en], vocabulary_size=1000)
+    free, free_stats = make_translation_dataset(
+        de, en, tok, tok, max_length=64, tokens_per_batch=512, return_stats=True,
+    )
+    ds, stats = make_translation_dataset(
+        de, en, tok, tok, max_length=64, tokens_per_batch=512, return_stats=True,
+        bounded_shapes=True, max_shapes=8,
+    )
+    free_shapes, free_rows = _batch_shapes_and_rows(free)
+    assert len(free_shapes) == free_stats["shapes"] > 8  # the problem
+    for _ in range(2):  # two epochs, two orders, the same few shapes
+        shapes, rows = _batch_shapes_and_rows(ds)
+        assert len(shapes) == stats["shapes"] <= 8
+        assert sorted(rows) == sorted(free_rows)  # each example once
+        assert all(b * max(s, t) <= 512 for b, s, t in shapes)
+    assert stats["source_padding"] < 0.25 and stats["target_padding"] < 0.25
+
+
+def test_bounded_batches_reach_the_padding_goal_on_multi30k_lengths():
+    from keras_stageshow.datasets.pipeline import bounded_batches
+    from keras_stageshow.datasets.pipeline import padding_fraction
+
+    # Source/target lengths shaped like Multi30k's (means 16 and 15).
+    rng = np.random.default_rng(0)
+    source = np.clip(rng.gamma(6.0, 2.7, size=5000).astype(int) + 2, 2, 60)
+    target = np.clip(source + rng.integers(-3, 3, size=5000), 2, 60)
+    batches, shapes = bounded_batches(source, target, 2048, max_shapes=16)
+    assert len(set(shapes)) <= 16
+    assert sorted(np.concatenate(batches)) == list(range(5000))
+    for rows, (size, s, t) in zip(batches, shapes):
+        assert len(rows) <= size and source[rows].max() <= s and target[rows].max() <= t
+    pad_s = padding_fraction(source, batches, [(r, s) for r, s, _ in shapes])
+    pad_t = padding_fraction(target, batches, [(r, t) for r, _, t in shapes])
+    assert pad_s < 0.12 and pad_t < 0.12, (pad_s, pad_t)
+    with pytest.raises(ValueError, match="max_shapes"):
+        bounded_batches(source, target, 2048, max_shapes=0)

@@ -5,7 +5,11 @@
                             seconds, best validation loss), status
       source_tokenizer/     SentencePiece model + tokenizer.json
       target_tokenizer/     (a copy of the source one when shared)
-      model.keras           the best model so far on validation loss
+      model.keras           the best model so far on validation loss (with
+                            `average_last`, at the end: the average of the
+                            last epochs instead, when its loss is lower)
+      epochs/               with `average_last=N`: the last N epochs' models
+                            (`LastEpochCheckpoints`), kept after training
       history.csv           one row per epoch (Keras CSVLogger)
       logs/                 TensorBoard
       backup/               `StepBackup` state while training
@@ -15,8 +19,12 @@ and settings are read back, `StepBackup` restores the weights, the
 optimizer, the epoch and the batches done in it, the rest of that epoch is
 trained on the batches it had not seen (each epoch's batch order is fixed by
 the epoch number), and training goes on: a run killed at any moment ends
-with as many steps as an uninterrupted one. Every file this module writes
-itself goes through a temporary name and a rename.
+with as many steps as an uninterrupted one. With `average_last=N`, the
+last N epochs' models are averaged when training ends, and the run keeps
+the average or the best single epoch, whichever has the lower validation
+loss (`run.json`'s `averaging` says which); a run killed during that step
+does it again when resumed. Every file this module writes itself goes
+through a temporary name and a rename.
 """
 
 import os
@@ -30,9 +38,11 @@ from keras_stageshow.files import read_json
 from keras_stageshow.files import save_model_atomically
 from keras_stageshow.files import write_json_atomically
 from keras_stageshow.files import write_text_atomically
+from keras_stageshow.layers.utils import is_int
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
+EPOCHS_DIR = "epochs"
 
 # The defaults are the recipe of benchmarks/multi30k.py (Multi30k de-en,
 # 37.75 sacreBLEU with beam search after 45 minutes on two CPU cores).
@@ -57,9 +67,14 @@ TRAINING_SETTINGS = {
     "learning_rate_scale": 0.4,
     "label_smoothing": 0.1,
     "jit_compile": False,
+    # Batches of at most 16 shapes (`make_translation_dataset`); None
+    # follows `jit_compile` (XLA compiles a program per shape). Fixed when
+    # the run starts, so that a resumed epoch has the batches it began with.
+    "bounded_shapes": None,
     "seed": 0,
     "time_limit_minutes": None,
     "backup_every_steps": 200,
+    "average_last": 0,
 }
 DEFAULT_SETTINGS = {**MODEL_SETTINGS, **TOKENIZER_SETTINGS, **TRAINING_SETTINGS}
 # Settings that may change when a run is resumed (the rest must match).
@@ -105,14 +120,29 @@ def train_translation_run(
         verbose: Keras verbosity for `fit` (1 shows progress bars).
         callbacks: extra Keras callbacks.
         **settings: any of `DEFAULT_SETTINGS` (model size, tokenizer,
-            training recipe).
+            training recipe). `average_last=N` (N >= 1; 0, the default,
+            turns it off) keeps the last N epochs' models in
+            `out/epochs/` and, when training ends, keeps as the run's
+            model their average or the best single epoch, whichever has
+            the lower validation loss.
 
     Returns the run's `run.json` content after training.
+
+    Example:
+    >>> run = train_translation_run("runs/m30k", train, val, epochs=20,
+    ...                             average_last=5)
+    >>> run["averaging"]["chosen"]     # "average" or "best_single"
     """
     unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
     if unknown:
         raise TypeError(
             f"Unknown training settings {unknown}; known: {sorted(DEFAULT_SETTINGS)}."
+        )
+    average_last = settings.get("average_last", 0)
+    if not is_int(average_last) or average_last < 0:
+        raise ValueError(
+            "`average_last` must be an int >= 0 (the last epochs to average; "
+            f"0 turns averaging off); received {average_last!r}."
         )
     os.makedirs(out, exist_ok=True)
     # One process per RUN_DIR, from reading run.json to the final clean-up.
@@ -129,6 +159,7 @@ def _train_locked(
     from keras_stageshow.datasets.pipeline import make_translation_dataset
     from keras_stageshow.models.transformer import Transformer
     from keras_stageshow.tokenizers import SubwordTokenizer
+    from keras_stageshow.training.averaging import LastEpochCheckpoints
     from keras_stageshow.training.backup import StepBackup
 
     run_path = os.path.join(out, RUN_FILE)
@@ -147,6 +178,8 @@ def _train_locked(
             print(f"Resuming the run in {out} from epoch {run['epochs_done']}.")
     else:
         config = {**DEFAULT_SETTINGS, **settings}
+        if config["bounded_shapes"] is None:
+            config["bounded_shapes"] = bool(config["jit_compile"])
         source_tokenizer, target_tokenizer = _train_tokenizers(
             train_pairs, config
         )
@@ -170,6 +203,7 @@ def _train_locked(
         target_tokenizer=target_tokenizer,
         max_length=config["max_length"],
         tokens_per_batch=config["tokens_per_batch"],
+        bounded_shapes=bool(config.get("bounded_shapes")),
     )
     # Each epoch's batch order is a permutation keyed by the epoch number
     # (set by `_EpochNumber` as the epoch begins), so a resumed run sees
@@ -186,8 +220,8 @@ def _train_locked(
     run["train_data"], run["val_data"] = train_stats, val_stats
 
     model = Transformer(
-        source_tokenizer.vocabulary_size,
-        target_tokenizer.vocabulary_size,
+        source_tokenizer.vocabulary_size(),
+        target_tokenizer.vocabulary_size(),
         share_embeddings=shared,
         **{k: config[k] for k in MODEL_SETTINGS},
     )
@@ -201,6 +235,13 @@ def _train_locked(
     model((first_source[:1], first_target_in[:1]))  # build before restoring
     run["parameters"] = int(model.count_params())
 
+    average_last = config.get("average_last", 0)
+    # Written before `RunProgress` records the epoch in run.json: an epoch
+    # that run.json calls done has its checkpoint.
+    epoch_checkpoints = (
+        [LastEpochCheckpoints(os.path.join(out, EPOCHS_DIR), average_last)]
+        if average_last else []
+    )
     backup_dir = os.path.join(out, "backup")
     if run["status"] != "complete" and run["epochs_done"] < config["epochs"]:
         backup = StepBackup(backup_dir, config.get("backup_every_steps", 200))
@@ -228,6 +269,7 @@ def _train_locked(
                 epochs=last_epoch,
                 callbacks=[
                     _EpochNumber(epoch_number),
+                    *epoch_checkpoints,
                     progress,
                     keras.callbacks.CSVLogger(
                         os.path.join(out, "history.csv"), append=True
@@ -263,6 +305,12 @@ def _train_locked(
         )
     run = read_run(out)
     if run["status"] != "complete":
+        if epoch_checkpoints:
+            # Written with the status in one step: a run killed before it
+            # averages again (the same checkpoints, the same choice).
+            run["averaging"] = _choose_average(
+                out, run, epoch_checkpoints[0], val_data, verbose
+            )
         # Marked complete before the backup is deleted, so no moment exists
         # where the run is unfinished and has no backup.
         run["status"] = "complete"
@@ -270,6 +318,38 @@ def _train_locked(
     if os.path.isdir(backup_dir):
         shutil.rmtree(backup_dir)
     return run
+
+
+def _choose_average(out, run, checkpoints, val_data, verbose):
+    """Averages the kept epochs, measures the average's validation loss and
+    saves it as the run's model if it beats the best single epoch's
+    (`run["best_val_loss"]`, whose model is `model.keras`). Returns the
+    record for `run.json`."""
+    from keras_stageshow.training.averaging import average_checkpoints
+
+    paths, epochs = checkpoints.paths(), checkpoints.epochs()
+    record = {
+        "average_last": checkpoints.keep,
+        "epochs": epochs,
+        "best_single_epoch": run["best_epoch"],
+        "best_single_val_loss": run["best_val_loss"],
+    }
+    if not paths:
+        return {**record, "chosen": "best_single", "average_val_loss": None}
+    averaged = average_checkpoints(paths)
+    loss = float(averaged.evaluate(val_data, verbose=0, return_dict=True)["loss"])
+    best = run["best_val_loss"]
+    chosen = "average" if best is None or loss < best else "best_single"
+    if chosen == "average":
+        save_model_atomically(averaged, os.path.join(out, MODEL_FILE))
+    if verbose:
+        print(
+            f"Average of epochs {epochs[0]}-{epochs[-1]}: validation loss "
+            f"{loss:.4f}; best single epoch ({run['best_epoch']}): "
+            f"{best if best is None else round(best, 4)}. The run's model is "
+            f"the {'average' if chosen == 'average' else 'best single epoch'}."
+        )
+    return {**record, "chosen": chosen, "average_val_loss": loss}
 
 
 def _trim_history(path, epoch):
@@ -413,10 +493,11 @@ def _train_tokenizers(train_pairs, config):
 
 
 def _check_resumable(saved, requested, out):
+    # A setting added after the run was made has its default there.
     changed = {
-        k: (saved.get(k), v)
+        k: (saved.get(k, DEFAULT_SETTINGS.get(k)), v)
         for k, v in requested.items()
-        if k not in RESUMABLE_SETTINGS and saved.get(k) != v
+        if k not in RESUMABLE_SETTINGS and saved.get(k, DEFAULT_SETTINGS.get(k)) != v
     }
     if changed:
         details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())

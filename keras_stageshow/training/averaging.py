@@ -1,0 +1,216 @@
+"""Checkpoint averaging: the last epochs' models kept on disk, and a model
+whose weights are their element-wise mean.
+
+`average_checkpoints` averages saved `.keras` models of one architecture
+(fairseq's `average_checkpoints.py`, tensor2tensor's `avg_checkpoints`: the
+paper's base models average the last 5 checkpoints). `LastEpochCheckpoints`
+is the Keras callback that keeps those checkpoints: each epoch's model
+saved atomically, the older ones deleted once the new one is safely on
+disk. `train_translation_run(average_last=N)` (`stageshow train
+--average-last N`) uses both and keeps whichever of the average and the
+best single epoch has the lower validation loss.
+"""
+
+import os
+import re
+
+import keras
+import numpy as np
+
+from keras_stageshow.files import save_model_atomically
+from keras_stageshow.layers.utils import is_int
+
+_CHECKPOINT = re.compile(r"^epoch-(\d+)\.keras$")
+
+
+def average_checkpoints(paths):
+    """Loads `.keras` checkpoints of one model and averages their weights.
+
+    Every variable of `model.weights` is averaged element-wise, in order,
+    in float64 and cast back to its dtype; variables that are not floats
+    (counters, if a model has any) are the last checkpoint's. The
+    checkpoints must have one architecture: the same class, the same
+    config (the model's `name` aside) and the same variables (paths below
+    the model, shapes and dtypes). They are loaded one at a time with
+    `safe_mode=True`, so memory holds two models and one float64 sum, not
+    all of them.
+
+    Args:
+        paths: a non-empty list of `.keras` files, e.g. the last epochs of
+            a run (`RUN_DIR/epochs/epoch-NNN.keras` with `stageshow train
+            --average-last N`).
+
+    Returns:
+        The last checkpoint's model (compiled as it was saved, its
+        optimizer state included) holding the averaged weights.
+
+    Example:
+    >>> model = average_checkpoints(
+    ...     ["run/epochs/epoch-019.keras", "run/epochs/epoch-020.keras"])
+    >>> model.save("averaged.keras")
+    """
+    from keras_stageshow.models.translator import load_model
+
+    paths = _check_paths(paths)
+    first = None  # (path, signature) of the first checkpoint
+    sums = None
+    for path in paths:
+        model = load_model(path)
+        signature = _signature(model)
+        if first is None:
+            first = (path, signature)
+            sums = [
+                np.zeros(shape, "float64") if keras.backend.is_float_dtype(dtype) else None
+                for _, shape, dtype in signature["variables"]
+            ]
+        else:
+            _check_same_architecture(first, path, signature)
+        for total, variable in zip(sums, model.weights):
+            if total is not None:
+                total += np.asarray(keras.ops.convert_to_numpy(variable), "float64")
+    for total, variable in zip(sums, model.weights):
+        if total is not None:
+            variable.assign(keras.ops.cast(total / len(paths), variable.dtype))
+    return model
+
+
+class LastEpochCheckpoints(keras.callbacks.Callback):
+    """Saves the model at each epoch's end and keeps the last `keep` epochs.
+
+    Epoch `n`'s model (1-based, with its optimizer state) is written to
+    `directory/epoch-NNN.keras` through a temporary name and a rename, and
+    only then are older checkpoints deleted (and any checkpoint numbered
+    after `n`, left by a run that was killed and resumed from an earlier
+    point, and any temporary file a kill left behind). A kill at any moment
+    leaves complete checkpoints only. Keras's `ModelCheckpoint` writes in
+    place (a kill mid-write leaves a damaged file under the real name) and
+    never deletes, hence this callback.
+
+    Args:
+        directory: str, the folder of the checkpoints (created if missing).
+        keep: int >= 1, how many of the latest epochs to keep.
+
+    Example:
+    >>> model.fit(data, epochs=20,
+    ...           callbacks=[LastEpochCheckpoints("run/epochs", keep=5)])
+    >>> model = average_checkpoints(LastEpochCheckpoints("run/epochs", 5).paths())
+    """
+
+    def __init__(self, directory, keep):
+        super().__init__()
+        if not is_int(keep) or keep < 1:
+            raise ValueError(f"`keep` must be an int >= 1; received {keep!r}.")
+        self.directory = os.fspath(directory)
+        self.keep = int(keep)
+
+    def on_epoch_end(self, epoch, logs=None):
+        number = epoch + 1
+        save_model_atomically(
+            self.model, os.path.join(self.directory, f"epoch-{number:03d}.keras")
+        )
+        kept = {n for n, _ in self._checkpoints() if number - self.keep < n <= number}
+        for name in os.listdir(self.directory):
+            match = _CHECKPOINT.match(name)
+            stale = int(match.group(1)) not in kept if match else name.startswith(".")
+            if stale:
+                os.remove(os.path.join(self.directory, name))
+
+    def paths(self):
+        """The kept checkpoints' paths, oldest epoch first (at most
+        `keep`, the latest)."""
+        return [path for _, path in self._checkpoints()][-self.keep:]
+
+    def epochs(self):
+        """The kept checkpoints' epoch numbers (1-based), oldest first."""
+        return [number for number, _ in self._checkpoints()][-self.keep:]
+
+    def _checkpoints(self):
+        if not os.path.isdir(self.directory):
+            return []
+        found = []
+        for name in os.listdir(self.directory):
+            match = _CHECKPOINT.match(name)
+            if match:
+                found.append((int(match.group(1)), os.path.join(self.directory, name)))
+        return sorted(found)
+
+
+def _check_paths(paths):
+    if isinstance(paths, (str, os.PathLike)):
+        raise TypeError(
+            "`paths` must be a list of .keras files; received one path. "
+            f"Pass a list: [{os.fspath(paths)!r}, ...]."
+        )
+    try:
+        paths = [os.fspath(path) for path in paths]
+    except TypeError:
+        raise TypeError(
+            "`paths` must be a list of .keras file paths; received "
+            f"{paths!r}."
+        ) from None
+    if not paths:
+        raise ValueError(
+            "`paths` is empty: there are no checkpoints to average. Pass at "
+            "least one .keras file (a run keeps its last epochs with "
+            "`stageshow train --average-last N`)."
+        )
+    for i, path in enumerate(paths):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"`paths[{i}]` {path!r} does not exist (or is not a file). "
+                "Pass the .keras checkpoints to average."
+            )
+    return paths
+
+
+def _signature(model):
+    """What must be equal for two checkpoints to be averaged."""
+    config = model.get_config()
+    config.pop("name", None)
+    prefix = model.name + "/"
+    return {
+        "class": type(model).__name__,
+        "config": config,
+        # Paths below the model: two models of one architecture made in
+        # one process are named `transformer` and `transformer_1`.
+        "variables": [
+            (
+                v.path[len(prefix):] if v.path.startswith(prefix) else v.path,
+                tuple(v.shape),
+                keras.backend.standardize_dtype(v.dtype),
+            )
+            for v in model.weights
+        ],
+    }
+
+
+def _check_same_architecture(first, path, signature):
+    first_path, expected = first
+    fix = "Average only checkpoints of one model, e.g. the epochs of one run."
+    if signature["class"] != expected["class"]:
+        raise ValueError(
+            f"Checkpoint {path!r} is a {signature['class']}, but {first_path!r} "
+            f"is a {expected['class']}. {fix}"
+        )
+    keys = sorted(set(expected["config"]) | set(signature["config"]))
+    for key in keys:
+        a, b = expected["config"].get(key), signature["config"].get(key)
+        if a != b:
+            raise ValueError(
+                f"Checkpoint {path!r} has another architecture than "
+                f"{first_path!r}: its {key!r} is {b!r}, not {a!r}. {fix}"
+            )
+    ours, theirs = expected["variables"], signature["variables"]
+    for (name, shape, dtype), (other, other_shape, other_dtype) in zip(ours, theirs):
+        if (name, shape, dtype) != (other, other_shape, other_dtype):
+            raise ValueError(
+                f"Checkpoint {path!r} does not match {first_path!r} at variable "
+                f"{other!r} {other_shape} {other_dtype} (expected {name!r} "
+                f"{shape} {dtype}). {fix}"
+            )
+    if len(ours) != len(theirs):
+        missing = (ours if len(ours) > len(theirs) else theirs)[min(len(ours), len(theirs))]
+        raise ValueError(
+            f"Checkpoint {path!r} has {len(theirs)} variables but {first_path!r} "
+            f"has {len(ours)} (first unmatched: {missing[0]!r}). {fix}"
+        )
