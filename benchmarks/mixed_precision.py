@@ -30,6 +30,7 @@ from common import LENGTH
 from common import SIZES
 from common import VOCAB
 from common import alternate
+from common import cpu_info
 from common import fit_step_seconds
 from common import matmul_peak_gflops
 from common import median
@@ -69,7 +70,14 @@ def main():
     parser.add_argument(
         "--skip-throughput", action="store_true", help="only the loss comparison"
     )
+    parser.add_argument(
+        "--policies", default=",".join(POLICIES),
+        help="float32 first, then those to compare with it",
+    )
     args = parser.parse_args()
+    policies = args.policies.split(",")
+    if policies[0] != "float32" or not set(policies) <= set(POLICIES):
+        parser.error(f"--policies: float32 first, then some of {POLICIES[1:]}")
 
     import keras
     import numpy as np
@@ -81,7 +89,7 @@ def main():
     size = SIZES["small"]
 
     # 1. Throughput.
-    models = {policy: new_model(policy, size) for policy in POLICIES}
+    models = {policy: new_model(policy, size) for policy in policies}
     initial = models["float32"].get_weights()  # before any training
     rate, peaks = {}, {}
     if not args.skip_throughput:
@@ -97,6 +105,7 @@ def main():
         peaks = {
             dtype: matmul_peak_gflops(n=2048, dtype=dtype)["tensorflow"]
             for dtype in ("float32", "bfloat16", "float16")
+            if dtype == "float32" or f"mixed_{dtype}" in policies
         }
 
     # 2. Loss after --steps steps on real text, same weights, same batches.
@@ -112,7 +121,7 @@ def main():
         tokens_per_batch=64 * 20, shuffle=False,
     )
     losses = {}
-    for policy in POLICIES:
+    for policy in policies:
         model = new_model(policy, size)
         model.set_weights(initial)
         running = []  # Keras's running mean of the epoch's loss, per step
@@ -139,7 +148,7 @@ def main():
             ),
         }
     reference = losses["float32"]["val_loss"]
-    for policy in POLICIES:
+    for policy in policies:
         losses[policy]["val_loss_relative_to_float32"] = round(
             losses[policy]["val_loss"] / reference - 1, 4
         )
@@ -155,6 +164,7 @@ def main():
         "matmul_2048_gflops": peaks,
         "cpu_has_avx512_bf16": _cpu_flag("avx512_bf16"),
         "cpu_has_amx_bf16": _cpu_flag("amx_bf16"),
+        "cpu": cpu_info(),
         f"loss_after_{args.steps}_steps_multi30k": losses,
     }))
 

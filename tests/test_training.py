@@ -86,3 +86,36 @@ def test_fit_learns_copy_or_reverse_on_held_out_data(trained_model):
         (source, target_in), target_out, verbose=0, return_dict=True
     )
     assert results["masked_accuracy"] >= 0.95, results
+
+
+def test_auto_dtype_policy_is_bfloat16_only_where_the_cpu_has_it():
+    from keras_stageshow.training.precision import resolve_dtype_policy
+
+    assert resolve_dtype_policy("auto", {"avx2", "avx512f", "avx512_bf16"}) == "mixed_bfloat16"
+    assert resolve_dtype_policy("auto", {"avx2", "amx_bf16"}) == "mixed_bfloat16"
+    assert resolve_dtype_policy("auto", {"avx2", "fma", "avx512f"}) == "float32"
+    assert resolve_dtype_policy("mixed_float16", set()) == "mixed_float16"
+    with pytest.raises(ValueError, match="dtype_policy"):
+        resolve_dtype_policy("bfloat16")
+
+
+def test_a_run_trains_and_saves_in_its_dtype_policy(tmp_path):
+    import json
+
+    from keras_stageshow.datasets.synthetic import stage_language_pairs
+    from keras_stageshow.models.translator import load_model
+    from keras_stageshow.training.run import train_translation_run
+
+    source, target = stage_language_pairs(200, seed=1)
+    out = tmp_path / "run"
+    train_translation_run(
+        str(out), (source[:160], target[:160]), (source[160:], target[160:]),
+        verbose=0, num_layers=1, d_model=16, num_heads=2, d_ff=32, max_length=40,
+        vocabulary_size=100, epochs=1, tokens_per_batch=256, warmup_steps=10,
+        dtype_policy="mixed_bfloat16",
+    )
+    run = json.loads((out / "run.json").read_text())
+    assert run["settings"]["dtype_policy"] == "mixed_bfloat16"
+    model = load_model(str(out / "model.keras"))
+    assert model.dtype_policy.name == "mixed_bfloat16"
+    assert np.isfinite(run["best_val_loss"])

@@ -39,6 +39,7 @@ from keras_stageshow.files import save_model_atomically
 from keras_stageshow.files import write_json_atomically
 from keras_stageshow.files import write_text_atomically
 from keras_stageshow.layers.utils import is_int
+from keras_stageshow.training.precision import resolve_dtype_policy
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
@@ -71,6 +72,10 @@ TRAINING_SETTINGS = {
     # follows `jit_compile` (XLA compiles a program per shape). Fixed when
     # the run starts, so that a resumed epoch has the batches it began with.
     "bounded_shapes": None,
+    # "float32", "mixed_bfloat16", "mixed_float16", or "auto": bfloat16 on
+    # CPUs with AVX-512 BF16 or AMX (`training/precision.py`). Fixed when
+    # the run starts.
+    "dtype_policy": "float32",
     "seed": 0,
     "time_limit_minutes": None,
     "backup_every_steps": 200,
@@ -162,6 +167,10 @@ def _train_locked(
     from keras_stageshow.training.averaging import LastEpochCheckpoints
     from keras_stageshow.training.backup import StepBackup
 
+    if "dtype_policy" in settings:  # "auto" -> what this machine runs best
+        settings = {
+            **settings, "dtype_policy": resolve_dtype_policy(settings["dtype_policy"])
+        }
     run_path = os.path.join(out, RUN_FILE)
     source_dir = os.path.join(out, "source_tokenizer")
     target_dir = os.path.join(out, "target_tokenizer")
@@ -214,8 +223,10 @@ def _train_locked(
         *train_pairs, seed=config["seed"], epoch=epoch_number, return_stats=True,
         **common,
     )
+    # Validation is a small share of the time but, under XLA, compiles a
+    # program per shape as training does: fewer shapes, a little more padding.
     val_data, val_stats = make_translation_dataset(
-        *val_pairs, shuffle=False, return_stats=True, **common
+        *val_pairs, shuffle=False, return_stats=True, max_shapes=4, **common
     )
     run["train_data"], run["val_data"] = train_stats, val_stats
 
@@ -223,6 +234,7 @@ def _train_locked(
         source_tokenizer.vocabulary_size(),
         target_tokenizer.vocabulary_size(),
         share_embeddings=shared,
+        dtype=config.get("dtype_policy", "float32"),
         **{k: config[k] for k in MODEL_SETTINGS},
     )
     model.compile(
