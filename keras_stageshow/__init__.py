@@ -3,34 +3,53 @@
 The encoder is a stage show (`StageShow`), the decoder is the Oscar award
 assessment (`OscarAssessment`); see the README for the stage-name <-> paper
 table. Importing the package changes no global Keras or TensorFlow setting.
+
+The names below are imported when first used (PEP 562), so `import
+keras_stageshow` loads neither Keras nor TensorFlow: the `stageshow` command
+line (`keras_stageshow.cli`) sets TensorFlow's log level before TensorFlow
+loads. `keras.saving.load_model` finds the library's classes once their
+module is imported: name one first (`from keras_stageshow import
+Transformer`), or load a RUN_DIR with `Translator.load`.
 """
 
-from keras_stageshow.layers import Adjust
-from keras_stageshow.layers import AskQuestions
-from keras_stageshow.layers import AssessmentDiscussion
-from keras_stageshow.layers import AssessmentRound
-from keras_stageshow.layers import CrewDiscussion
-from keras_stageshow.layers import OscarAssessment
-from keras_stageshow.layers import PracticeRound
-from keras_stageshow.layers import Preprocess
-from keras_stageshow.layers import Rehearsal
-from keras_stageshow.layers import StageShow
-from keras_stageshow.layers import Voting
-from keras_stageshow.layers import WatchShow
-from keras_stageshow.models import Transformer
-from keras_stageshow.models import Translator
-from keras_stageshow.tokenizers import SubwordTokenizer
-from keras_stageshow.training import MaskedAccuracy
-from keras_stageshow.training import MaskedSparseCategoricalCrossentropy
-from keras_stageshow.training import TransformerSchedule
+import importlib
 
 __version__ = "0.1.0"
 
+# Public name -> the module that defines it.
+_PUBLIC = {
+    **dict.fromkeys(
+        (
+            "Adjust", "AskQuestions", "AssessmentDiscussion", "AssessmentRound",
+            "CrewDiscussion", "OscarAssessment", "PracticeRound", "Preprocess",
+            "Rehearsal", "StageShow", "Voting", "WatchShow",
+        ),
+        "keras_stageshow.layers",
+    ),
+    "Transformer": "keras_stageshow.models",
+    "Translator": "keras_stageshow.models",
+    "SubwordTokenizer": "keras_stageshow.tokenizers",
+    "MaskedAccuracy": "keras_stageshow.training",
+    "MaskedSparseCategoricalCrossentropy": "keras_stageshow.training",
+    "TransformerSchedule": "keras_stageshow.training",
+    "export_for_serving": "keras_stageshow.serving",
+}
+_SUBPACKAGES = (
+    "datasets", "decoding", "layers", "models", "tokenizers", "training",
+)
+__all__ = sorted(_PUBLIC)
+
 
 def __getattr__(name):
-    # `export_for_serving` needs TensorFlow; it is imported when first used.
-    if name == "export_for_serving":
-        from keras_stageshow.serving import export_for_serving
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module 'keras_stageshow' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip `__getattr__`
+    return value
 
-        return export_for_serving
-    raise AttributeError(f"module 'keras_stageshow' has no attribute {name!r}")
+
+def __dir__():
+    return sorted({*globals(), *_PUBLIC, *_SUBPACKAGES})

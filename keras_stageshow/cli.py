@@ -5,18 +5,50 @@
     stageshow translate --model RUN_DIR [TEXT ...]
     stageshow evaluate --model RUN_DIR  BLEU (sacreBLEU and lowercased)
     stageshow export --model RUN_DIR --out DIR   a SavedModel for TF Serving
+
+Every numeric flag is checked by argparse (`positive_int`, `rate`, ...), so
+a value out of range stops the command before any work with `argument
+--epochs: must be an int >= 1; received '-1'` (exit code 2).
+
+The command line is quiet: unless `TF_CPP_MIN_LOG_LEVEL` is set, it sets it
+to 3 before TensorFlow loads and drops the C++ lines TensorFlow 2.21 prints
+while it loads regardless of that setting (`quiet_tensorflow`); it also
+drops TensorFlow's `tf.function` retracing warning, which the decoding's
+shape buckets cause by design. Python warnings are kept, and the library's
+own (invalid UTF-8 lines, ...) read `stageshow <command>: warning: ...`.
 """
 
 import argparse
+import contextlib
 import json
+import logging
+import math
 import os
+import re
 import sys
+import tempfile
 import time
 
 from keras_stageshow.files import write_json_atomically
+from keras_stageshow.utf8 import decode_lines
 
 
 def main(argv=None):
+    quiet_tensorflow()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _show_library_warnings(args.command)
+    try:
+        return _run(args)
+    except (FileNotFoundError, ValueError, TypeError, OSError, RuntimeError) as error:
+        # The library's errors name the argument and the fix; a traceback
+        # from deep inside would only hide that.
+        print(f"stageshow {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser():
+    """The `stageshow` argument parser, with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="stageshow",
         description="keras_stageshow: the Transformer as a stage show.",
@@ -27,23 +59,105 @@ def main(argv=None):
         help="train a small translator on a generated language with another "
         "word order (offline, a few minutes) and show what it learned",
     )
-    demo.add_argument("--examples", type=int, default=8000, help="training pairs")
-    demo.add_argument("--epochs", type=int, default=8)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--examples", type=demo_examples, default=8000,
+        help="training pairs (at least 100)",
+    )
+    demo.add_argument("--epochs", type=positive_int, default=8)
+    demo.add_argument("--seed", type=non_negative_int, default=0)
     demo.add_argument(
         "--out", default="stageshow_demo", help="folder for the saved run"
     )
     _add_train_parser(commands)
     _add_translate_parsers(commands)
     _add_export_parser(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+# TensorFlow's C++ log level the command line sets when the user has not:
+# 3 keeps only FATAL lines (every error that stops a command also reaches
+# Python as an exception, with its message).
+QUIET_TF_CPP_MIN_LOG_LEVEL = "3"
+# A line of TensorFlow's C++ log (absl format: severity, date, time, thread,
+# file:line]; before absl is initialized the time is 00:00:<epoch seconds>)
+# of severity INFO, WARNING or ERROR, and the notice absl prints before its
+# first such line.
+_TF_CPP_LOG_LINE = re.compile(
+    rb"^([IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^\]\s]+:\d+\] |"
+    rb"WARNING: All log messages before absl::InitializeLog\(\) is called)"
+)
+
+
+def quiet_tensorflow():
+    """Keeps TensorFlow's own chatter off the command line's stderr.
+
+    Unless the user has set `TF_CPP_MIN_LOG_LEVEL` (then it is left to
+    them), it is set to `QUIET_TF_CPP_MIN_LOG_LEVEL` and TensorFlow is
+    imported with its C++ INFO/WARNING/ERROR lines dropped: TensorFlow 2.21
+    prints some (oneDNN, CUDA stubs) while loading, before it reads
+    `TF_CPP_MIN_LOG_LEVEL` (absl's log is not initialized yet; see
+    tensorflow/tensorflow#102212). Whatever else is written meanwhile is
+    kept. It also drops TensorFlow's "triggered tf.function retracing"
+    warning, which the decoding's shape buckets cause by design; every
+    other warning is kept. For the command line only: the library itself
+    changes no log setting.
+    """
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.addFilter(_drop_retracing_warning)  # once: filters are a set
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_TF_CPP_MIN_LOG_LEVEL
+    with _tf_cpp_log_dropped():
+        import tensorflow  # noqa: F401
+
+
+def _drop_retracing_warning(record):
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _tf_cpp_log_dropped():
+    """Sends file descriptor 2 to a temporary file meanwhile, then writes
+    back every line that is not a TensorFlow C++ log line."""
     try:
-        return _run(args)
-    except (FileNotFoundError, ValueError, TypeError, OSError, RuntimeError) as error:
-        # The library's errors name the argument and the fix; a traceback
-        # from deep inside would only hide that.
-        print(f"stageshow {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no stderr to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = b"".join(
+                line for line in captured if not _TF_CPP_LOG_LINE.match(line)
+            )
+            while kept:
+                kept = kept[os.write(2, kept):]
+
+
+class _CommandLineWarnings(logging.StreamHandler):
+    """The library's warnings (logger `keras_stageshow`) on stderr, as
+    `stageshow <command>: warning: ...`."""
+
+    def __init__(self, command):
+        super().__init__(sys.stderr)
+        self.setFormatter(
+            logging.Formatter(f"stageshow {command}: warning: %(message)s")
+        )
+
+
+def _show_library_warnings(command):
+    logger = logging.getLogger("keras_stageshow")
+    for handler in list(logger.handlers):
+        if isinstance(handler, _CommandLineWarnings):  # an earlier `main` call
+            logger.removeHandler(handler)
+    logger.addHandler(_CommandLineWarnings(command))
 
 
 def _run(args):
@@ -65,15 +179,16 @@ def _add_generation_flags(parser):
     parser.add_argument(
         "--strategy", choices=("greedy", "beam", "sample"), default="greedy"
     )
-    parser.add_argument("--num-beams", type=int, default=4)
+    parser.add_argument("--num-beams", type=positive_int, default=4)
     parser.add_argument(
-        "--length-penalty", type=float, default=0.6, help="alpha, for beam"
+        "--length-penalty", type=non_negative_float, default=0.6,
+        help="alpha, for beam",
     )
-    parser.add_argument("--top-k", type=int, help="for sample")
-    parser.add_argument("--top-p", type=float, help="for sample")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, help="for sample")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--top-k", type=positive_int, help="for sample")
+    parser.add_argument("--top-p", type=top_p, help="for sample")
+    parser.add_argument("--temperature", type=positive_float, default=1.0)
+    parser.add_argument("--seed", type=non_negative_int, help="for sample")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
 
 
 def _generation_options(args):
@@ -103,7 +218,7 @@ def _add_translate_parsers(commands):
         "OUT.png; several: OUT-1.png, OUT-2.png, ...)",
     )
     translate.add_argument(
-        "--round", type=int, default=-1,
+        "--round", type=round_index, default=-1,
         help="the round (layer) to draw; -1 is the last",
     )
     evaluate = commands.add_parser(
@@ -123,7 +238,12 @@ def _add_translate_parsers(commands):
 def run_translate(args):
     from keras_stageshow.models.translator import Translator
 
-    texts = args.text or [line.rstrip("\n") for line in sys.stdin]
+    if args.text:
+        # `sys.argv` holds undecodable bytes as surrogates; `fsencode`
+        # gives the bytes back.
+        texts = decode_lines(map(os.fsencode, args.text), "TEXT")
+    else:
+        texts = decode_lines(sys.stdin.buffer, "stdin")
     translator = Translator.load(args.model)
     translations = translator.translate(texts, **_generation_options(args))
     for translation in translations:
@@ -193,22 +313,24 @@ def _add_export_parser(commands):
         "--out", required=True, help="the model base path (one folder per version)"
     )
     export.add_argument(
-        "--version", type=int, help="version folder (default: the next free one)"
+        "--version", type=positive_int,
+        help="version folder (default: the next free one)",
     )
     export.add_argument(
-        "--num-beams", type=int, default=4, help="beams of the beam_search signature"
+        "--num-beams", type=positive_int, default=4,
+        help="beams of the beam_search signature",
     )
     export.add_argument(
-        "--length-penalty", type=float, default=0.6,
+        "--length-penalty", type=non_negative_float, default=0.6,
         help="alpha of the beam_search signature",
     )
     export.add_argument(
-        "--max-new-tokens", type=int,
+        "--max-new-tokens", type=positive_int,
         help="longest translation in tokens (default: source length + 50, "
         "capped at the model's max_length)",
     )
     export.add_argument(
-        "--batch-size", type=int, default=32,
+        "--batch-size", type=positive_int, default=32,
         help="sentences decoded together inside the graph",
     )
     export.add_argument(
@@ -263,19 +385,23 @@ def _add_train_parser(commands):
     data.add_argument("--tsv", help="one file of source<TAB>target lines")
     data.add_argument(
         "--valid-fraction",
-        type=float,
+        type=fraction,
         default=0.05,
         help="share of your own files held out for validation",
     )
     data.add_argument(
-        "--max-examples", type=int, help="train on the first N pairs only"
+        "--max-examples", type=positive_int, help="train on the first N pairs only"
     )
     size = train.add_argument_group("model size")
     for flag in ("num_layers", "d_model", "num_heads", "d_ff", "max_length"):
-        size.add_argument("--" + flag.replace("_", "-"), type=int, default=d[flag])
-    size.add_argument("--dropout-rate", type=float, default=d["dropout_rate"])
+        size.add_argument(
+            "--" + flag.replace("_", "-"), type=positive_int, default=d[flag]
+        )
+    size.add_argument("--dropout-rate", type=rate, default=d["dropout_rate"])
     tok = train.add_argument_group("tokenizers")
-    tok.add_argument("--vocabulary-size", type=int, default=d["vocabulary_size"])
+    tok.add_argument(
+        "--vocabulary-size", type=positive_int, default=d["vocabulary_size"]
+    )
     tok.add_argument(
         "--separate-vocabularies",
         action="store_true",
@@ -285,30 +411,102 @@ def _add_train_parser(commands):
     tok.add_argument("--lowercase", action="store_true")
     tok.add_argument("--strip-accents", action="store_true")
     rec = train.add_argument_group("training")
-    rec.add_argument("--epochs", type=int, default=d["epochs"])
-    rec.add_argument("--tokens-per-batch", type=int, default=d["tokens_per_batch"])
-    rec.add_argument("--warmup-steps", type=int, default=d["warmup_steps"])
+    rec.add_argument("--epochs", type=positive_int, default=d["epochs"])
     rec.add_argument(
-        "--learning-rate-scale", type=float, default=d["learning_rate_scale"]
+        "--tokens-per-batch", type=positive_int, default=d["tokens_per_batch"]
     )
-    rec.add_argument("--label-smoothing", type=float, default=d["label_smoothing"])
-    rec.add_argument("--jit-compile", action="store_true", help="XLA")
-    rec.add_argument("--seed", type=int, default=d["seed"])
+    rec.add_argument("--warmup-steps", type=positive_int, default=d["warmup_steps"])
+    rec.add_argument(
+        "--learning-rate-scale", type=positive_float, default=d["learning_rate_scale"]
+    )
+    rec.add_argument("--label-smoothing", type=rate, default=d["label_smoothing"])
+    rec.add_argument(
+        "--jit-compile", action="store_true",
+        help="XLA, with batches of at most 16 shapes (pays on GPUs; on a CPU "
+        "only for small models and long runs: benchmarks/README.md section 7)",
+    )
+    rec.add_argument(
+        "--dtype-policy", default=d["dtype_policy"],
+        choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+        help="auto: mixed_bfloat16 on CPUs with AVX-512 BF16 or AMX (1.4x "
+        "faster there), float32 elsewhere",
+    )
+    rec.add_argument("--seed", type=non_negative_int, default=d["seed"])
     rec.add_argument(
         "--time-limit-minutes",
-        type=float,
+        type=positive_float,
         help="stop at the last epoch that ends within this time",
     )
     rec.add_argument(
         "--backup-every-steps",
-        type=int,
+        type=positive_int,
         default=d["backup_every_steps"],
         help="steps between backups (a killed run resumes from the last one)",
+    )
+    rec.add_argument(
+        "--average-last",
+        type=non_negative_int,
+        default=d["average_last"],
+        metavar="N",
+        help="keep the last N epochs' models in RUN_DIR/epochs/ and, at the "
+        "end, keep their average instead of the best single epoch when its "
+        "validation loss is lower (0: off)",
     )
     train.add_argument("--out", required=True, help="the RUN_DIR")
     train.add_argument(
         "--quiet", action="store_true", help="one line per epoch, no progress bars"
     )
+
+
+def checked_number(name, convert, is_valid, requirement):
+    """An argparse `type=`: `convert(text)` (`int` or `float`), accepted when
+    `is_valid(value)`. Anything else stops the command before it starts,
+    with `argument --flag: must be <requirement>; received '<text>'` and
+    exit code 2. NaN fails every comparison, so every float check below
+    rejects it; infinities are rejected too.
+
+    Example:
+    >>> parser.add_argument("--epochs", type=positive_int)
+    """
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not (math.isfinite(value) and is_valid(value)):
+            raise argparse.ArgumentTypeError(
+                f"must be {requirement}; received {text!r}"
+            )
+        return value
+
+    parse.__name__ = name
+    parse.requirement = requirement
+    return parse
+
+
+positive_int = checked_number("positive_int", int, lambda v: v >= 1, "an int >= 1")
+non_negative_int = checked_number(
+    "non_negative_int", int, lambda v: v >= 0, "an int >= 0"
+)
+positive_float = checked_number(
+    "positive_float", float, lambda v: v > 0, "a number > 0"
+)
+non_negative_float = checked_number(
+    "non_negative_float", float, lambda v: v >= 0, "a number >= 0"
+)
+# Dropout and label smoothing.
+rate = checked_number("rate", float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+fraction = checked_number(
+    "fraction", float, lambda v: 0 < v < 1, "a number in (0, 1)"
+)
+top_p = checked_number("top_p", float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+round_index = checked_number(
+    "round_index", int, lambda v: v >= -1, "an int >= -1 (-1: the last round)"
+)
+demo_examples = checked_number(
+    "demo_examples", int, lambda v: v >= 100, "an int >= 100"
+)
 
 
 def load_training_pairs(args):
@@ -329,8 +527,6 @@ def load_training_pairs(args):
                 "stageshow train: give both --source-file and --target-file "
                 "(or one --tsv)."
             )
-        if not 0 < args.valid_fraction < 1:
-            raise SystemExit("--valid-fraction must be between 0 and 1.")
         held_out = max(1, int(len(source) * args.valid_fraction))
         if held_out >= len(source):
             raise SystemExit(
@@ -365,7 +561,10 @@ def run_train(args):
         verbose=2 if args.quiet else 1,
         **settings,
     )
-    keys = ("parameters", "epochs_done", "train_seconds", "best_val_loss", "best_epoch")
+    keys = (
+        "parameters", "epochs_done", "train_seconds", "best_val_loss", "best_epoch",
+        "averaging",
+    )
     print(json.dumps({k: run.get(k) for k in keys}))
     return 0
 
@@ -392,8 +591,6 @@ def run_demo(args):
     from keras_stageshow.models.translator import Translator
     from keras_stageshow.training.run import train_translation_run
 
-    if args.examples < 100:
-        raise SystemExit(f"--examples must be at least 100; received {args.examples}.")
     print(
         "The task: translate the stage language into English. The stage "
         "language puts the verb last and adjectives after their noun:\n"

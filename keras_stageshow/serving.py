@@ -24,10 +24,14 @@ nothing else.
 
 The text signatures run the same code as `Translator.translate(texts,
 batch_size=...)`: `AwardsCeremony.translate` (keras_stageshow/decoding/),
-traced into the graph instead of run eagerly. Blank strings give `""`
-(score 0) without running the model, the other sentences are sorted by
-length and decoded `batch_size` at a time in the same shape buckets, so on
-the same device the arithmetic, and the translations, are the same. The
+traced into the graph instead of run eagerly. Invalid UTF-8 bytes in a
+request's strings become U+FFFD (the other strings are not affected); a
+request is taken 1024 strings at a time (`REQUEST_CHUNK`, rounded up to
+whole batches), so a request of any size runs in the memory of one chunk.
+Blank strings give `""` (score 0) without running the model, the other
+sentences are sorted by length and decoded `batch_size` at a time in the
+same shape buckets, so on the same device the arithmetic, and the
+translations, are the same. The
 graph's decoding loop is free of XLA-only ops (TF Serving runs XLA on CPU
 only behind `--xla_cpu_compilation_enabled`): its key/value cache is
 written in place with TensorFlow's core `InplaceUpdate`

@@ -19,6 +19,21 @@ DATA_DIRS = (
 )
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `tf_only` (tokenizers, tf.data, the SavedModel export,
+    tf.distribute, TensorFlow ops) are skipped under another Keras backend
+    (`KERAS_BACKEND=jax` or `torch`, the CI's backend step). Tests that use
+    the `trained_model` fixture get the `trained_model` marker, which that
+    step deselects (`-m "not trained_model"`) to stay short."""
+    name = keras.backend.backend()
+    skip = pytest.mark.skip(reason=f"TensorFlow only; the backend is {name!r}")
+    for item in items:
+        if "trained_model" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.trained_model)
+        if name != "tensorflow" and "tf_only" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def data_dir():
     """The local Multi30k raw files (../shared/data/multi30k); tests never
@@ -59,7 +74,7 @@ def stage_translator(vocabulary_size=100, max_length=40):
 
     source, target = stage_language_pairs(300, seed=0)
     tok = ks.SubwordTokenizer.train([source, target], vocabulary_size=vocabulary_size)
-    model = tiny_transformer(vocab=tok.vocabulary_size, max_length=max_length)
+    model = tiny_transformer(vocab=tok.vocabulary_size(), max_length=max_length)
     return ks.Translator(model, tok, tok)
 
 

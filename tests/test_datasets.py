@@ -13,6 +13,8 @@ from keras_stageshow.datasets import load_tsv
 from keras_stageshow.datasets import make_translation_dataset
 from keras_stageshow.datasets.synthetic import stage_language_pairs
 
+pytestmark = pytest.mark.tf_only  # tf.data pipelines and the tokenizers
+
 
 def test_multi30k_reads_a_local_folder(data_dir):
     de, en = load_multi30k("val", data_dir=data_dir)

@@ -152,3 +152,81 @@ def test_loss_rejects_labels_outside_the_vocabulary():
     loss = ks.MaskedSparseCategoricalCrossentropy(label_smoothing=0.1)
     with pytest.raises(ValueError, match="y_true.*outside the vocabulary"):
         loss(np.array([[7, 0]]), np.zeros((1, 2, 5), "float32"))
+
+
+# -- invalid UTF-8: replaced by U+FFFD, never an error ------------------------
+
+
+def test_decode_utf8_replaces_invalid_bytes_in_bytes_and_str():
+    from keras_stageshow.utf8 import decode_utf8
+
+    assert decode_utf8(b"caf\xc3\xa9 \xff!") == "café \ufffd!"
+    assert decode_utf8("café") == "café"
+    # What Python's stdin and sys.argv make of an undecodable byte under a
+    # C locale (surrogateescape), and a lone surrogate from elsewhere.
+    assert decode_utf8("a \udcff b") == "a \ufffd b"
+    assert "\ud800" not in decode_utf8("x\ud800") and decode_utf8("x\ud800")[0] == "x"
+    with pytest.raises(TypeError, match="string or bytes"):
+        decode_utf8(3)
+
+
+@pytest.mark.tf_only  # TensorFlow's unicode_transcode
+def test_python_and_the_graph_replace_invalid_utf8_alike():
+    from keras_stageshow.utf8 import decode_utf8
+    from keras_stageshow.utf8 import valid_utf8
+
+    rng = np.random.default_rng(0)
+    pieces = [bytes([b]) for b in range(256)] + ["é".encode(), "日".encode(), "🙂".encode()]
+    samples = [
+        b"".join(pieces[i] for i in rng.integers(0, len(pieces), rng.integers(0, 12)))
+        for _ in range(20000)
+    ]
+    graph = valid_utf8(tf.constant(samples)).numpy().tolist()
+    python = [decode_utf8(s).encode("utf-8") for s in samples]
+    assert graph == python
+    valid = [s for s in samples if s == decode_utf8(s).encode("utf-8")]
+    assert len(valid) > 1000  # valid strings come back byte for byte
+
+
+def test_a_file_with_invalid_utf8_keeps_every_line_and_names_the_bad_ones(
+    tmp_path, caplog
+):
+    import gzip
+
+    from keras_stageshow.datasets import load_parallel_files
+    from keras_stageshow.datasets.parallel_files import read_lines
+
+    (tmp_path / "a.de").write_bytes(b"eins\nzw\xffei\r\ndrei\n\xc3(vier\n")
+    with gzip.open(tmp_path / "a.en.gz", "wb") as f:
+        f.write(b"one\ntwo\nthree\nfour\n")
+    with caplog.at_level("WARNING", logger="keras_stageshow"):
+        source, target = load_parallel_files(tmp_path / "a.de", tmp_path / "a.en.gz")
+    assert source == ["eins", "zw\ufffdei", "drei", "\ufffd(vier"]
+    assert target == ["one", "two", "three", "four"]
+    assert "a.de: invalid UTF-8 bytes in 2 line(s) (line 2, 4)" in caplog.text
+    # A binary file is still refused (a gzipped file without .gz).
+    (tmp_path / "b.de").write_bytes(gzip.compress(b"eins\n"))
+    with pytest.raises(ValueError, match=r"`path`: .*b\.de.* NUL bytes.*\.gz"):
+        read_lines(tmp_path / "b.de")
+
+
+@pytest.mark.tf_only  # tokenizers
+def test_translator_and_tokenizer_accept_bytes_and_invalid_utf8():
+    from conftest import stage_translator
+
+    translator = stage_translator()
+    texts = ["ein hundo siehta", b"ein hundo siehta", b"ein \xff hundo", "ein \udcff hundo"]
+    got = translator.translate(texts, max_new_tokens=4, jit_compile=False)
+    assert got[0] == got[1]
+    assert got[2] == got[3] == translator.translate(
+        ["ein \ufffd hundo"], max_new_tokens=4, jit_compile=False
+    )[0]
+    assert translator.translate(b"ein hundo", max_new_tokens=4, jit_compile=False) == (
+        translator.translate("ein hundo", max_new_tokens=4, jit_compile=False)
+    )
+    tok = translator.source_tokenizer
+    expected = tok.tokenize(["ein \ufffd"]).to_list()
+    assert tok.tokenize([b"ein \xff"]).to_list() == expected
+    assert tok.tokenize(tf.constant([b"ein \xff"])).to_list() == expected
+    with pytest.raises(TypeError, match=r"`texts\[1\]` must be a string \(str or UTF-8 bytes\)"):
+        translator.translate(["ok", 3])

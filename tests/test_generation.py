@@ -1,5 +1,6 @@
 """The awards ceremony: cached greedy, beam search and sampling."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -28,6 +29,7 @@ def test_cached_greedy_equals_uncached_greedy_on_a_trained_model(trained_model):
     assert np.mean(exact) >= 0.5
 
 
+@pytest.mark.tf_only  # the XLA-free "in_place" cache write
 @pytest.mark.parametrize("strategy", ["greedy", "beam"])
 def test_xla_compiled_decoding_equals_the_plain_tf_function(trained_model, strategy):
     """`jit_compile=True` (the default) writes the cache with XLA's
@@ -46,6 +48,21 @@ def test_xla_compiled_decoding_equals_the_plain_tf_function(trained_model, strat
     for jit, write in ((True, "slice_update"), (False, "in_place")):
         ceremony = ceremony_for(trained_model, jit_compile=jit)
         assert ceremony.cache_write == write and ceremony.traced_functions
+
+
+def test_the_cache_write_suits_the_backend():
+    """TensorFlow without XLA writes the cache with its in-place row update;
+    XLA and every other backend (JAX, PyTorch) with `slice_update`."""
+    model = tiny_transformer()
+    on_tensorflow = keras.backend.backend() == "tensorflow"
+    without_xla = ceremony_for(model, jit_compile=False)
+    assert without_xla.cache_write == ("in_place" if on_tensorflow else "slice_update")
+    assert ceremony_for(model, jit_compile=True).cache_write == "slice_update"
+    source = random_ids(2, 5)
+    np.testing.assert_array_equal(
+        model.generate(source, max_new_tokens=4, jit_compile=False),
+        model.generate(source, max_new_tokens=4, jit_compile=True),
+    )
 
 
 def test_beam_search_with_one_beam_equals_greedy(trained_model):
@@ -151,6 +168,7 @@ def test_pick_sample_follows_the_distribution_and_its_filters():
     assert set(np.unique(nucleus)) == {0, 1}
 
 
+@pytest.mark.tf_only  # counts the traces of a tf.function
 def test_one_trace_serves_every_call_in_a_shape_bucket():
     model = tiny_transformer()
     model.generate(random_ids(3, 5), max_new_tokens=6)

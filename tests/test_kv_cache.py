@@ -1,6 +1,7 @@
 """The self-attention cache's writes (layers/kv_cache.py): both give the
 same values, and TensorFlow's XLA-free one still writes in place."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,19 +21,32 @@ def _fill(cache_write):
     return cache
 
 
-@pytest.mark.parametrize("cache_write", kv_cache.CACHE_WRITES)
+@pytest.mark.parametrize(
+    "cache_write",
+    [
+        pytest.param(write, marks=pytest.mark.tf_only) if write == "in_place" else write
+        for write in kv_cache.CACHE_WRITES
+    ],
+)
 def test_both_cache_writes_fill_one_row_a_step(cache_write):
     expected = np.broadcast_to(
         np.arange(6.0)[None, None, :, None]
         + 10.0 * np.arange(6.0).reshape(2, 3, 1, 1),
         SHAPE,
     )
-    run = tf.function(lambda: _fill(cache_write), jit_compile=cache_write == "slice_update")
-    keys, values = run()
+    if keras.backend.backend() == "tensorflow":
+        # As the ceremony runs them: "slice_update" under XLA, "in_place" without.
+        run = tf.function(
+            lambda: _fill(cache_write), jit_compile=cache_write == "slice_update"
+        )
+    else:
+        run = lambda: _fill(cache_write)  # noqa: E731
+    keys, values = (keras.ops.convert_to_numpy(part) for part in run())
     np.testing.assert_array_equal(keys, expected)
     np.testing.assert_array_equal(values, -expected)
 
 
+@pytest.mark.tf_only  # TensorFlow's own ops
 def test_in_place_write_reuses_the_buffer_and_each_run_gets_a_fresh_one():
     """`InplaceUpdate` must write into its input's own buffer (that is what
     makes a step O(1)), and `Empty` must give every run its own zeroed
@@ -58,3 +72,11 @@ def test_in_place_write_reuses_the_buffer_and_each_run_gets_a_fresh_one():
 def test_unknown_cache_write_is_rejected_by_name():
     with pytest.raises(ValueError, match="cache_write"):
         kv_cache.check_cache_write("copy")
+
+
+def test_in_place_is_refused_by_name_on_another_backend():
+    if keras.backend.backend() == "tensorflow":
+        assert kv_cache.check_cache_write("in_place") == "in_place"
+    else:
+        with pytest.raises(ValueError, match="slice_update"):
+            kv_cache.check_cache_write("in_place")

@@ -34,6 +34,7 @@ def test_notebook_is_committed_clean_with_badge_and_install(name):
     assert "mixed_float16" in code[1].source and "JIT_COMPILE" in code[1].source
 
 
+@pytest.mark.tf_only  # tf.data, the tokenizers, the SavedModel export
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_top_to_bottom(name, tmp_path, data_dir, monkeypatch):
     # Each in a folder of its own, as each Colab notebook gets its own

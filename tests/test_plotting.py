@@ -7,6 +7,8 @@ from conftest import stage_translator
 from keras_stageshow.plotting import attention_for_pair
 from keras_stageshow.plotting import plot_attention
 
+pytestmark = pytest.mark.tf_only  # Translator: the tokenizers
+
 
 @pytest.fixture(scope="module")
 def translator():

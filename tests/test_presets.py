@@ -13,6 +13,8 @@ from conftest import random_ids
 from conftest import tiny_transformer
 from keras_stageshow.datasets.synthetic import stage_language_pairs
 
+pytestmark = pytest.mark.tf_only  # Translator: the tokenizers
+
 TEXTS = ["the crew rehearse the show", "a critic watches", ""]
 
 

@@ -15,6 +15,8 @@ import pytest
 from conftest import tiny_transformer
 from keras_stageshow.training import StepBackup
 
+pytestmark = pytest.mark.tf_only  # training runs (tf.data)
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 EPOCHS = 3
 

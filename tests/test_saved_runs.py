@@ -14,6 +14,8 @@ import pytest
 
 import keras_stageshow as ks
 
+pytestmark = pytest.mark.tf_only  # Translator: the tokenizers
+
 RUN = os.path.join(os.path.dirname(__file__), "fixtures", "main_run")
 
 

@@ -18,6 +18,8 @@ from keras_stageshow.files import current_umask
 from keras_stageshow.decoding.ceremony import BLANK_PATTERN
 from keras_stageshow.training.run import train_translation_run
 
+pytestmark = pytest.mark.tf_only  # the SavedModel export
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 MAX_LENGTH = 32
 
@@ -316,3 +318,75 @@ def test_mixed_precision_model_exports_in_its_policy_or_float32(tmp_path):
             source_ids=tf.constant([[5, 6, 3]]), target_ids=tf.constant([[2]])
         )["logits"]
         assert logits.dtype == tf.float32 and np.isfinite(logits.numpy()).all()
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    """An untrained tiny translator and its export, loaded in this process
+    (decoding 256 sentences at a time)."""
+    from conftest import stage_translator
+
+    translator = stage_translator()
+    path = translator.export(str(tmp_path_factory.mktemp("tiny") / "t"), batch_size=256)
+    return translator, path, tf.saved_model.load(path)
+
+
+def _served_translations(served, texts):
+    out = served.signatures["serving_default"](text=tf.constant(texts, tf.string))
+    return [t.decode("utf-8") for t in out["translation"].numpy()]
+
+
+@pytest.mark.tf_only
+def test_served_graph_answers_invalid_utf8_without_failing_the_others(tiny_export):
+    translator, _, served = tiny_export
+    texts = [
+        b"ein hundo siehta", b"ein \xff hundo", b"", b"\xc3(", b"\xed\xa0\x80",
+        "de katzo klein magta".encode(),
+    ]
+    got = _served_translations(served, texts)
+    assert got == translator.translate(texts, batch_size=256, jit_compile=False)
+    assert got[2] == ""
+    # Invalid bytes read as U+FFFD, the same in the graph and the library.
+    assert got[1] == _served_translations(served, ["ein \ufffd hundo"])[0]
+
+
+@pytest.mark.tf_only
+def test_a_request_of_thousands_of_strings_is_answered_in_bounded_chunks(
+    tiny_export, monkeypatch
+):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from keras_stageshow.decoding import ceremony
+
+    translator, path, served = tiny_export
+    rng = np.random.default_rng(0)
+    words = ["ein", "hundo", "katzo", "siehta", "klein", "de", "parko"]
+    texts = [" ".join(rng.choice(words, rng.integers(1, 6))).encode() for _ in range(3000)]
+    texts[7], texts[1500], texts[2999] = b"", b"ein \xff hundo", b"   "
+    got = _served_translations(served, texts)
+    assert len(got) == 3000 and got[7] == got[2999] == ""
+
+    # The library runs the same code: the strings reach the tokenizer one
+    # chunk at a time (blank ones are left out), never all at once.
+    sizes = []
+    encode = ceremony.encode_sources
+
+    def counting_encode(tokenizer, texts, max_length):
+        sizes.append(int(tf.size(texts)))
+        return encode(tokenizer, texts, max_length)
+
+    monkeypatch.setattr(ceremony, "encode_sources", counting_encode)
+    assert got == translator.translate(texts, batch_size=256, jit_compile=False)
+    assert ceremony.REQUEST_CHUNK == 1024 and sizes == [1023, 1024, 951]
+
+    # In the graph, tokenizing happens only inside the chunk loop.
+    model = saved_model_pb2.SavedModel()
+    model.ParseFromString(open(os.path.join(path, "saved_model.pb"), "rb").read())
+    graph = model.meta_graphs[0].graph_def
+    tokenizing = [
+        function.signature.name
+        for function in graph.library.function
+        if any(node.op == "SentencepieceTokenizeOp" for node in function.node_def)
+    ]
+    assert tokenizing and all("while_body" in name for name in tokenizing), tokenizing
+    assert not any(node.op == "SentencepieceTokenizeOp" for node in graph.node)

@@ -10,6 +10,8 @@ import tensorflow as tf
 from keras_stageshow import SubwordTokenizer
 from keras_stageshow.datasets import load_multi30k
 
+pytestmark = pytest.mark.tf_only  # the tokenizers are tensorflow-text ops
+
 CORPUS = [
     "Ein Mädchen läuft über die Wiese.",
     "Zwei Hunde spielen im Schnee.",

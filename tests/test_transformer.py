@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from keras.ops import convert_to_numpy as to_numpy
 from conftest import random_ids
 from conftest import tiny_transformer
 
@@ -13,7 +14,7 @@ TARGET = random_ids(3, 6, seed=2)
 
 
 def logits(model, source, target):
-    return np.asarray(model((source, target), training=False))
+    return to_numpy(model((source, target), training=False))
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -53,7 +54,7 @@ def test_padded_source_positions_are_never_read_in_any_round():
     source[:, 5:] = 0
     base = logits(model, source, TARGET)
     embedding = model.stage_show.preprocess.token_embedding.embeddings
-    table = np.asarray(embedding)
+    table = to_numpy(embedding)
     table[0] = 50.0
     embedding.assign(table)
     np.testing.assert_allclose(logits(model, source, TARGET), base, atol=1e-5)
@@ -93,14 +94,14 @@ def test_attention_scores_for_every_round():
     ]:
         assert len(scores[name]) == 3
         for round_scores in scores[name]:
-            round_scores = np.asarray(round_scores)
+            round_scores = to_numpy(round_scores)
             assert round_scores.shape == shape
     for round_scores in scores["ask_questions"]:
         upper = np.triu(np.ones((6, 6), bool), k=1)
-        assert np.allclose(np.asarray(round_scores)[..., upper], 0.0)
+        assert np.allclose(to_numpy(round_scores)[..., upper], 0.0)
     for name in ("rehearsal", "watch_show"):
         for round_scores in scores[name]:
-            assert np.allclose(np.asarray(round_scores)[0, ..., 4:], 0.0)
+            assert np.allclose(to_numpy(round_scores)[0, ..., 4:], 0.0)
 
 
 def test_target_embedding_is_the_projection():
@@ -165,6 +166,12 @@ def test_default_constructor_is_the_paper_base_model():
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_without_nans(policy):
+    if policy == "mixed_float16" and keras.backend.backend() == "jax":
+        import jax
+
+        if jax.default_backend() == "cpu":
+            # keras.ops.dot_product_attention asks for it under jit.
+            pytest.skip("JAX's CPU dot_general has no float16 x float16 -> float32")
     keras.config.set_dtype_policy(policy)
     model = tiny_transformer(dropout_rate=0.1)
     source = SOURCE.copy()
@@ -174,6 +181,6 @@ def test_mixed_precision_trains_without_nans(policy):
     assert all(np.isfinite(history.history["loss"]))
     out = model((source, TARGET))
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
-    assert np.all(np.isfinite(np.asarray(out)))
+    assert np.all(np.isfinite(to_numpy(out)))
     if policy == "mixed_float16":
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)

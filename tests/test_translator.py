@@ -7,6 +7,8 @@ from conftest import stage_translator
 from keras_stageshow import SubwordTokenizer
 from keras_stageshow import Translator
 
+pytestmark = pytest.mark.tf_only  # the tokenizers
+
 
 @pytest.fixture(scope="module")
 def translator():

@@ -3,10 +3,14 @@
 import gzip
 import os
 
+from keras_stageshow.utf8 import decode_lines
+
 
 def read_lines(path, name="path"):
     """Lines of a UTF-8 text file (gzipped when its name ends in `.gz`),
-    without their line endings."""
+    without their line endings. Invalid UTF-8 bytes become U+FFFD, with a
+    warning naming the lines (`keras_stageshow.utf8.decode_lines`): one bad
+    byte does not lose the file."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(
             f"`{name}` must be a file path; received {type(path).__name__}."
@@ -17,13 +21,20 @@ def read_lines(path, name="path"):
         )
     opener = gzip.open if str(path).endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="\n") as f:
-            return [line.rstrip("\r\n") for line in f]
-    except (UnicodeDecodeError, OSError, EOFError) as error:
+        with opener(path, "rb") as f:
+            lines = f.readlines()
+    except (OSError, EOFError) as error:
         raise ValueError(
-            f"`{name}`: {str(path)!r} is not readable UTF-8 text ({error}). "
-            "Pass a plain or gzipped UTF-8 text file, one sentence per line."
+            f"`{name}`: {str(path)!r} is not readable ({error}). Pass a plain "
+            "or gzipped UTF-8 text file, one sentence per line."
         ) from None
+    if any(b"\0" in line for line in lines):
+        raise ValueError(
+            f"`{name}`: {str(path)!r} holds NUL bytes, so it is not a text "
+            "file (a gzipped file whose name does not end in .gz?). Pass a "
+            "plain or gzipped UTF-8 text file, one sentence per line."
+        )
+    return decode_lines(lines, str(path))
 
 
 def load_parallel_files(source_path, target_path):

@@ -16,10 +16,11 @@ true by construction, not by copies kept equal by hand:
 - `AwardsCeremony.generate`: pads to the buckets and runs the cached loop
   (`decoding/strategies.py`), traced once per bucket (the library) or
   inline in the caller's graph (the export);
-- `AwardsCeremony.translate`: blank strings -> "", the rest sorted by
-  length and decoded `batch_size` at a time, then put back in order. It is
-  written with TensorFlow ops: eagerly its chunk loop is a Python loop, in
-  the exported graph a `tf.while_loop`.
+- `AwardsCeremony.translate`: invalid UTF-8 replaced, then `REQUEST_CHUNK`
+  strings at a time: blank strings -> "", the rest sorted by length and
+  decoded `batch_size` at a time, then put back in order. It is written
+  with TensorFlow ops: eagerly its loops are Python loops, in the exported
+  graph `tf.while_loop`s.
 
 The ids-level functions use `keras.ops` (any backend); the text level needs
 TensorFlow and tensorflow-text (the tokenizers).
@@ -38,11 +39,15 @@ from keras_stageshow.layers.utils import is_int
 from keras_stageshow.special_ids import END_ID
 from keras_stageshow.special_ids import PAD_ID
 from keras_stageshow.special_ids import START_ID
+from keras_stageshow.utf8 import valid_utf8
 
 STRATEGIES = ("greedy", "beam", "sample")
 # The paper's maximum output length: input length + 50.
 EXTRA_TOKENS = 50
 LENGTH_BUCKET = 16
+# Strings `translate` takes at a time (rounded up to whole batches): a
+# request's memory is bounded by this, not by the request's size.
+REQUEST_CHUNK = 1024
 # Python's `str.isspace` as an RE2 class: ASCII \t-\r, the separators
 # \x1c-\x1f, NEL, and Unicode's space, line and paragraph separators.
 BLANK_PATTERN = r"[\t-\r\x{1c}-\x{1f}\x{85}\p{Z}]*"
@@ -280,7 +285,11 @@ class AwardsCeremony:
     ):
         """Strings `[n]` -> `(translations [n] strings, scores [n] float32)`.
 
-        Blank strings give `""` and score 0 without running the model; the
+        Invalid UTF-8 bytes become U+FFFD first (`utf8.valid_utf8`), so a
+        bad string never fails the others. The strings are then taken
+        `REQUEST_CHUNK` at a time (rounded up to whole batches), so memory
+        stays that of one chunk however many strings come. In each chunk,
+        blank strings give `""` and score 0 without running the model; the
         others are encoded (`encode_sources`), sorted longest first and
         decoded `batch_size` at a time, then returned in the input's order.
         TensorFlow ops: eager tensors from the library, symbolic ones in the
@@ -289,6 +298,41 @@ class AwardsCeremony:
         import tensorflow as tf
 
         texts = tf.ensure_shape(tf.convert_to_tensor(texts, tf.string), [None])
+        texts = valid_utf8(texts)
+        count = tf.size(texts)
+        chunk_rows = -(-REQUEST_CHUNK // batch_size) * batch_size
+        chunks = (count + chunk_rows - 1) // chunk_rows
+
+        def request_chunk(chunk, translations, scores):
+            part = texts[chunk * chunk_rows : (chunk + 1) * chunk_rows]
+            part_translations, part_scores = self._translate_chunk(
+                part, source_tokenizer, target_tokenizer, options, batch_size,
+                max_new_tokens, seed,
+            )
+            return (
+                chunk + 1,
+                tf.concat([translations, part_translations], 0),
+                tf.concat([scores, part_scores], 0),
+            )
+
+        _, translations, scores = tf.while_loop(
+            lambda chunk, *_: chunk < chunks,
+            request_chunk,
+            (tf.constant(0), tf.constant([], tf.string), tf.constant([], tf.float32)),
+            shape_invariants=(
+                tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None])
+            ),
+            parallel_iterations=1,
+        )
+        return tf.ensure_shape(translations, [None]), tf.reshape(scores, [count])
+
+    def _translate_chunk(
+        self, texts, source_tokenizer, target_tokenizer, options, batch_size,
+        max_new_tokens, seed,
+    ):
+        """`translate` for one chunk of valid UTF-8 strings."""
+        import tensorflow as tf
+
         count = tf.size(texts)
         blank = tf.strings.regex_full_match(texts, BLANK_PATTERN)
         todo = tf.reshape(tf.where(~blank), [-1])

@@ -77,7 +77,9 @@ def pick_sample(logits, uniform, temperature=1.0, top_k=None, top_p=None):
     reaches `top_p`, are never drawn. One uniform number per row and step
     makes a seeded call reproducible whatever was generated before.
     """
-    logits = logits / temperature
+    # A tensor of the backend's from here on, whatever `logits` came as
+    # (numpy and a torch tensor do not compare).
+    logits = ops.divide(logits, temperature)
     if top_k is not None:
         # (rows, 1): the k-th largest logit.
         kth = ops.min(ops.top_k(logits, top_k)[0], axis=-1, keepdims=True)

@@ -379,7 +379,10 @@ class Rehearsal(keras.layers.Layer):
         # Scale the query before the matmul, not the logits after it: the
         # logits then stay sqrt(d_k) times further from float16's limit.
         query = query * ops.cast(self.key_dim**-0.5, query.dtype)
-        if not (return_scores or (self.dropout > 0.0 and training)):
+        # keras.ops.dot_product_attention takes values as wide as the keys
+        # (JAX fails otherwise); a `value_dim` of its own takes the explicit way.
+        fusable = key.shape[-1] == value.shape[-1]
+        if fusable and not (return_scores or (self.dropout > 0.0 and training)):
             # keras.ops.dot_product_attention computes the softmax in float32
             # and masks with a dtype-safe constant; on JAX/GPU it can use a
             # fused kernel.

@@ -12,6 +12,7 @@ from keras_stageshow.files import save_model_atomically
 from keras_stageshow.files import write_folder_atomically
 from keras_stageshow.files import write_json_atomically
 from keras_stageshow.layers.utils import is_int
+from keras_stageshow.utf8 import decode_utf8
 
 
 class Translator:
@@ -62,7 +63,9 @@ class Translator:
 
         Args:
             texts: a list of strings (a single string is also accepted and
-                gives a single translation).
+                gives a single translation). `bytes` are accepted as well,
+                decoded as UTF-8; invalid bytes become U+FFFD (in `str`s
+                too), so one bad string never fails the others.
             strategy: `"greedy"`, `"beam"` or `"sample"`; `**options` are
                 that strategy's (`num_beams`, `length_penalty`, `top_k`,
                 `top_p`, `temperature`), as in `Transformer.generate`.
@@ -70,7 +73,7 @@ class Translator:
             return_scores: bool, also return each translation's score.
             max_new_tokens, seed, jit_compile: as in `Transformer.generate`.
         """
-        single = isinstance(texts, str)
+        single = isinstance(texts, (str, bytes))
         texts = _check_texts([texts] if single else texts)
         if not is_int(batch_size) or batch_size < 1:
             raise ValueError(f"`batch_size` must be an int >= 1; received {batch_size!r}.")
@@ -247,14 +250,17 @@ def load_model(path):
 
 
 def _check_texts(texts):
+    """`texts` as a list of valid `str`s (`bytes` decoded as UTF-8, invalid
+    bytes replaced by U+FFFD)."""
     if not isinstance(texts, (list, tuple)):
         raise TypeError(
             "`texts` must be a list of strings; received "
             f"{type(texts).__name__}."
         )
     for i, text in enumerate(texts):
-        if not isinstance(text, str):
+        if not isinstance(text, (str, bytes)):
             raise TypeError(
-                f"`texts[{i}]` must be a string; received {type(text).__name__}."
+                f"`texts[{i}]` must be a string (str or UTF-8 bytes); received "
+                f"{type(text).__name__}."
             )
-    return list(texts)
+    return [decode_utf8(text) for text in texts]

@@ -388,9 +388,14 @@ def normalize_texts(texts, lowercase, strip_accents):
 
 
 def _check_texts(texts):
+    # Strings, bytes and string tensors become valid UTF-8 (invalid bytes ->
+    # U+FFFD): the `sentencepiece` library, eagerly, fails on invalid UTF-8.
+    from keras_stageshow.utf8 import decode_utf8
+    from keras_stageshow.utf8 import valid_utf8
+
     tf = _tf()
-    if isinstance(texts, str):
-        return tf.constant(texts)
+    if isinstance(texts, (str, bytes)):
+        return tf.constant(decode_utf8(texts))
     if isinstance(texts, (list, tuple, np.ndarray)):
         bad = [t for t in texts if not isinstance(t, (str, bytes, np.str_))]
         if bad:
@@ -398,13 +403,13 @@ def _check_texts(texts):
                 "`texts` must be strings; received an element of type "
                 f"{type(bad[0]).__name__}."
             )
-        return tf.constant(list(texts), dtype="string")
+        return tf.constant([decode_utf8(t) for t in texts], dtype="string")
     texts = tf.convert_to_tensor(texts)
     if texts.dtype != tf.string:
         raise TypeError(
             f"`texts` must be strings; received a tensor of dtype {texts.dtype}."
         )
-    return texts
+    return valid_utf8(texts)
 
 
 def _flatten_corpus(texts):
