@@ -220,8 +220,8 @@ def _with_dtype(translator, dtype):
     policy = keras.dtype_policies.get(dtype)
     if policy.name == model.dtype_policy.name:
         return translator
+    # `Transformer.from_config` returns it built.
     clone = model.__class__.from_config({**model.get_config(), "dtype": policy})
-    clone.build(((None, None), (None, None)))
     clone.set_weights(model.get_weights())
     return Translator(clone, translator.source_tokenizer, translator.target_tokenizer)
 
