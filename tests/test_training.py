@@ -99,6 +99,7 @@ def test_auto_dtype_policy_is_bfloat16_only_where_the_cpu_has_it():
         resolve_dtype_policy("bfloat16")
 
 
+@pytest.mark.tf_only  # a training run: tf.data and the tokenizers
 def test_a_run_trains_and_saves_in_its_dtype_policy(tmp_path):
     import json
 
