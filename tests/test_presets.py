@@ -128,3 +128,14 @@ def test_from_preset_errors_name_the_fix(tmp_path):
         ks.Translator.from_preset(str(tmp_path / "empty"))
     with pytest.raises(TypeError, match="preset"):
         ks.Translator.from_preset(3)
+
+
+def test_a_never_called_translator_saves_a_loadable_run_and_preset(tmp_path):
+    from conftest import stage_translator
+
+    translator = stage_translator()  # untrained and never called
+    translator.save(str(tmp_path / "run"))
+    translator.save_to_preset(str(tmp_path / "preset"))
+    for folder in ("run", "preset"):
+        loaded = ks.Translator.load(str(tmp_path / folder))
+        assert loaded.translate(TEXTS) == translator.translate(TEXTS)

@@ -106,6 +106,7 @@ class Translator:
         """Writes `model.keras` and the two tokenizer folders (the layout of
         a RUN_DIR), each file atomically."""
         os.makedirs(directory, exist_ok=True)
+        self._build_model()
         save_model_atomically(self.model, os.path.join(directory, "model.keras"))
         self.source_tokenizer.save(os.path.join(directory, "source_tokenizer"))
         self.target_tokenizer.save(os.path.join(directory, "target_tokenizer"))
@@ -137,8 +138,7 @@ class Translator:
         """
         from keras_stageshow.tokenizers import SubwordTokenizer
 
-        if not self.model.built:  # never called: make its weights to save
-            self.model.build(((None, None), (None, None)))
+        self._build_model()
 
         def write(folder):
             self.model.save_to_preset(folder)
@@ -154,6 +154,10 @@ class Translator:
                 ).save_to_preset(folder)
 
         write_folder_atomically(preset_dir, write)
+
+    def _build_model(self):
+        if not self.model.built:  # never called: make its weights to save
+            self.model.build(((None, None), (None, None)))
 
     @classmethod
     def from_preset(cls, preset):
