@@ -303,27 +303,14 @@ class AwardsCeremony:
         chunk_rows = -(-REQUEST_CHUNK // batch_size) * batch_size
         chunks = (count + chunk_rows - 1) // chunk_rows
 
-        def request_chunk(chunk, translations, scores):
+        def request_chunk(chunk):
             part = texts[chunk * chunk_rows : (chunk + 1) * chunk_rows]
-            part_translations, part_scores = self._translate_chunk(
+            return self._translate_chunk(
                 part, source_tokenizer, target_tokenizer, options, batch_size,
                 max_new_tokens, seed,
             )
-            return (
-                chunk + 1,
-                tf.concat([translations, part_translations], 0),
-                tf.concat([scores, part_scores], 0),
-            )
 
-        _, translations, scores = tf.while_loop(
-            lambda chunk, *_: chunk < chunks,
-            request_chunk,
-            (tf.constant(0), tf.constant([], tf.string), tf.constant([], tf.float32)),
-            shape_invariants=(
-                tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None])
-            ),
-            parallel_iterations=1,
-        )
+        translations, scores = _concatenated_over_chunks(chunks, request_chunk)
         return tf.ensure_shape(translations, [None]), tf.reshape(scores, [count])
 
     def _translate_chunk(
@@ -345,30 +332,16 @@ class AwardsCeremony:
         rows = tf.size(order)
         chunks = (rows + batch_size - 1) // batch_size
 
-        def chunk_body(chunk, translations, scores):
+        def chunk_body(chunk):
             chosen = order[chunk * batch_size : (chunk + 1) * batch_size]
             chosen_lengths = tf.gather(lengths, chosen)
             width = tf.reduce_max(chosen_lengths)
             chosen_ids = tf.gather(source_ids, chosen)[:, :width]
             limits = default_limits(chosen_lengths, max_length, max_new_tokens)
             tokens, chunk_scores = self.generate(chosen_ids, limits, options, seed)
-            words = target_tokenizer.detokenize(tokens)
-            return (
-                chunk + 1,
-                tf.concat([translations, words], 0),
-                tf.concat([scores, tf.cast(chunk_scores, tf.float32)], 0),
-            )
+            return target_tokenizer.detokenize(tokens), chunk_scores
 
-        _, translations, scores = tf.while_loop(
-            lambda chunk, *_: chunk < chunks,
-            chunk_body,
-            (tf.constant(0), tf.constant([], tf.string), tf.constant([], tf.float32)),
-            shape_invariants=(
-                tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None])
-            ),
-            # One chunk at a time: memory stays that of `batch_size` rows.
-            parallel_iterations=1,
-        )
+        translations, scores = _concatenated_over_chunks(chunks, chunk_body)
         # Back to the input's order; blank strings get "" and score 0
         # (the extra last entry).
         inverse = tf.argsort(order)
@@ -382,6 +355,32 @@ class AwardsCeremony:
 
 
 _CEREMONIES = weakref.WeakKeyDictionary()
+
+
+def _concatenated_over_chunks(chunks, body):
+    """`body(chunk)` -> `(strings [k], scores [k])` for `chunk` in
+    `range(chunks)`, concatenated: a Python loop eagerly, a `tf.while_loop`
+    in a graph, one chunk at a time (memory stays that of one chunk)."""
+    import tensorflow as tf
+
+    def step(chunk, strings, scores):
+        chunk_strings, chunk_scores = body(chunk)
+        return (
+            chunk + 1,
+            tf.concat([strings, chunk_strings], 0),
+            tf.concat([scores, tf.cast(chunk_scores, tf.float32)], 0),
+        )
+
+    _, strings, scores = tf.while_loop(
+        lambda chunk, *_: chunk < chunks,
+        step,
+        (tf.constant(0), tf.constant([], tf.string), tf.constant([], tf.float32)),
+        shape_invariants=(
+            tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None])
+        ),
+        parallel_iterations=1,
+    )
+    return strings, scores
 
 
 def ceremony_for(model, jit_compile=True, start_id=START_ID, end_id=END_ID):
