@@ -173,3 +173,23 @@ def random_batch(batch, source_len, target_len, vocab=VOCAB, seed=0):
         .repeat()
         .prefetch(2)
     )
+
+
+def score_translations(translator, sources, references, **options):
+    """Translates `sources` with `options` (`Translator.translate`'s) and
+    scores them: sacreBLEU (cased, 13a), lowercased 13a BLEU and the
+    decoding seconds, with the hypotheses under "hypotheses"."""
+    from keras_stageshow.evaluation import bleu_scores
+
+    start = time.time()
+    hypotheses = translator.translate(sources, batch_size=64, **options)
+    seconds = time.time() - start
+    scores = bleu_scores(hypotheses, references)
+    return {
+        "sacrebleu": scores["sacrebleu"],
+        "bleu_lc_tok": scores["bleu_lowercased_tokenized"],
+        "decode_seconds": round(seconds, 1),
+        "sacrebleu_signature": scores["sacrebleu_signature"],
+        "lowercased_signature": scores["lowercased_signature"],
+        "hypotheses": hypotheses,
+    }

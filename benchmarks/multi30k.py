@@ -16,20 +16,22 @@ import argparse
 import json
 import os
 import sys
-import time
 
 from common import HERE  # also turns on oneDNN before TensorFlow loads
 from common import cpu_info
 from common import onednn_enabled
+from common import score_translations
 
 from keras_stageshow.cli import non_negative_int
 
 LANGUAGES = ("de", "en")
 
-# The run's settings are `stageshow train`'s defaults (the published
-# anchor's shape: 3 + 3 layers, d_model 256, 8 heads, d_ff 512; one shared
-# 6000-piece vocabulary; ~2048-token batches; the learning rate peaking near
-# 1e-3 after 600 steps), with room for 40 epochs inside the time limit.
+# The run's settings are `stageshow train`'s defaults, tuned on val
+# (benchmarks/README.md, section 9: 3 + 3 layers, d_model 256, 8 heads,
+# d_ff 512; one shared 6000-piece vocabulary; ~2048-token batches; the
+# learning rate peaking near 1e-3 after 600 steps; bfloat16 where the CPU
+# has it; the last 5 epochs averaged), with room for 40 epochs inside the
+# time limit.
 EPOCHS = 40
 
 
@@ -51,13 +53,15 @@ def main():
     parser.add_argument(
         "--average-last",
         type=non_negative_int,
-        default=0,
+        default=None,
         metavar="N",
         help="average the last N epochs and keep the better of that and the "
-        "best single epoch on validation loss (0: off)",
+        "best single epoch on validation loss (0: off; default: `stageshow "
+        "train`'s)",
     )
-    parser.add_argument("--num-beams", type=int, default=4)
-    parser.add_argument("--length-penalty", type=float, default=0.6)
+    # Chosen on val (benchmarks/README.md, section 9).
+    parser.add_argument("--num-beams", type=int, default=5)
+    parser.add_argument("--length-penalty", type=float, default=1.0)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     if args.source_lang == args.target_lang:
@@ -65,11 +69,12 @@ def main():
     direction = f"{args.source_lang}-{args.target_lang}"
     out = args.out or os.path.join(
         HERE, "runs",
-        f"multi30k-{direction}" + (f"-avg{args.average_last}" if args.average_last else ""),
+        f"multi30k-{direction}" + (
+            f"-avg{args.average_last}" if args.average_last is not None else ""
+        ),
     )
 
     from keras_stageshow.datasets import load_multi30k
-    from keras_stageshow.evaluation import bleu_scores
     from keras_stageshow.models.translator import Translator
     from keras_stageshow.training.run import DEFAULT_SETTINGS
     from keras_stageshow.training.run import train_translation_run
@@ -88,7 +93,7 @@ def main():
             **DEFAULT_SETTINGS,
             "epochs": args.epochs,
             "time_limit_minutes": args.time_limit_minutes,
-            "average_last": args.average_last,
+            **({} if args.average_last is None else {"average_last": args.average_last}),
         },
     )
     translator = Translator.load(out)
@@ -135,17 +140,16 @@ def main():
             },
         ),
     ):
-        start = time.time()
-        hypotheses = translator.translate(test_source, batch_size=64, **options)
-        seconds = time.time() - start
-        scores = bleu_scores(hypotheses, test_reference)
+        scores = score_translations(translator, test_source, test_reference, **options)
         result[f"{name}_sacrebleu"] = scores["sacrebleu"]
-        result[f"{name}_bleu_lc_tok"] = scores["bleu_lowercased_tokenized"]
-        result[f"{name}_decode_seconds"] = round(seconds, 1)
+        result[f"{name}_bleu_lc_tok"] = scores["bleu_lc_tok"]
+        result[f"{name}_decode_seconds"] = scores["decode_seconds"]
         if name == "greedy":
             result["examples"] = [
                 {"source": s, "greedy": h, "reference": r}
-                for s, h, r in list(zip(test_source, hypotheses, test_reference))[:3]
+                for s, h, r in list(
+                    zip(test_source, scores["hypotheses"], test_reference)
+                )[:3]
             ]
     result["sacrebleu_signature"] = scores["sacrebleu_signature"]
     result["lowercased_signature"] = scores["lowercased_signature"]

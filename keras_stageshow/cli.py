@@ -398,6 +398,10 @@ def _add_train_parser(commands):
             "--" + flag.replace("_", "-"), type=positive_int, default=d[flag]
         )
     size.add_argument("--dropout-rate", type=rate, default=d["dropout_rate"])
+    size.add_argument(
+        "--attention-dropout-rate", type=rate, default=d["attention_dropout_rate"],
+        help="dropout on the attention weights",
+    )
     tok = train.add_argument_group("tokenizers")
     tok.add_argument(
         "--vocabulary-size", type=positive_int, default=d["vocabulary_size"]
@@ -582,6 +586,9 @@ DEMO_SETTINGS = dict(
     warmup_steps=200,
     learning_rate_scale=0.25,
     label_smoothing=0.1,
+    # The demo's figures (README) are float32 without averaging, on every CPU.
+    dtype_policy="float32",
+    average_last=0,
 )
 
 

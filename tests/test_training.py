@@ -120,3 +120,54 @@ def test_a_run_trains_and_saves_in_its_dtype_policy(tmp_path):
     model = load_model(str(out / "model.keras"))
     assert model.dtype_policy.name == "mixed_bfloat16"
     assert np.isfinite(run["best_val_loss"])
+
+
+def test_a_saved_run_keeps_what_it_did_before_a_setting_existed(monkeypatch):
+    from keras_stageshow.training import run as run_module
+
+    # Even when today's defaults differ, a run saved before these settings
+    # existed resumes with the values its code used.
+    monkeypatch.setitem(run_module.DEFAULT_SETTINGS, "attention_dropout_rate", 0.1)
+    monkeypatch.setitem(run_module.DEFAULT_SETTINGS, "dtype_policy", "auto")
+    saved = {k: v for k, v in run_module.DEFAULT_SETTINGS.items()
+             if k not in run_module.SETTINGS_BEFORE_THEY_EXISTED}
+    settings = run_module.settings_of_saved_run({**saved, "d_model": 64})
+    assert settings["attention_dropout_rate"] == 0.0
+    assert settings["dtype_policy"] == "float32"
+    assert settings["bounded_shapes"] is False
+    assert settings["d_model"] == 64
+    # A setting the run saved is kept as saved.
+    assert run_module.settings_of_saved_run(
+        {**saved, "attention_dropout_rate": 0.2}
+    )["attention_dropout_rate"] == 0.2
+
+
+@pytest.mark.tf_only  # a training run: tf.data and the tokenizers
+def test_a_run_resumes_with_every_default_setting_passed_again(tmp_path):
+    import json
+
+    from keras_stageshow.datasets.synthetic import stage_language_pairs
+    from keras_stageshow.training.run import DEFAULT_SETTINGS
+    from keras_stageshow.training.run import train_translation_run
+
+    # As benchmarks/multi30k.py calls it: every default, `bounded_shapes`
+    # None ("follow jit_compile") and `dtype_policy` "auto" included, which
+    # the run resolved and saved when it began.
+    source, target = stage_language_pairs(200, seed=1)
+    settings = {
+        **DEFAULT_SETTINGS, "num_layers": 1, "d_model": 16, "num_heads": 2,
+        "d_ff": 32, "max_length": 40, "vocabulary_size": 100,
+        "tokens_per_batch": 256, "warmup_steps": 10, "average_last": 0,
+    }
+    pairs = ((source[:160], target[:160]), (source[160:], target[160:]))
+    out = str(tmp_path / "run")
+    first = train_translation_run(out, *pairs, verbose=0, **{**settings, "epochs": 1})
+    assert first["settings"]["bounded_shapes"] is False
+    assert first["settings"]["dtype_policy"] != "auto"
+    # The same call again is accepted (the run is complete: it is kept)...
+    train_translation_run(out, *pairs, verbose=0, **{**settings, "epochs": 1})
+    # ...while a changed model setting is refused, by name.
+    with pytest.raises(ValueError, match="d_model: 16 -> 32"):
+        train_translation_run(out, *pairs, verbose=0, **{**settings, "d_model": 32})
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["status"] == "complete" and run["epochs_done"] == 1

@@ -1,0 +1,127 @@
+"""One tuning trial of the Multi30k recipe, scored on `val` only (issue 15).
+
+Trains `stageshow train` with the given flags into --out for --minutes of
+training (the run's own `train_seconds`, read from run.json after each
+epoch; the process is killed right after the first epoch that reaches it,
+so the RUN_DIR stays resumable: `benchmarks/multi30k.py --out RUN_DIR`
+with the same settings carries it on to 45 minutes, as if never stopped).
+Then scores the run's model (the best epoch so far on validation loss) on
+`val` with greedy decoding and each `--beam` setting, and prints one JSON
+line. test_2016_flickr is never loaded here: nothing is chosen by a test
+score.
+
+    python benchmarks/tune_multi30k.py --name wu_tiny --minutes 15 \\
+        --source-lang en --target-lang de -- --num-layers 4 --d-model 128 ...
+"""
+
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from common import HERE
+from common import cpu_info
+from common import score_translations
+
+
+def train_for(minutes, out, train_flags, log):
+    """Runs `stageshow train --out out *train_flags` until run.json records
+    `minutes` of training (or the run ends); returns run.json."""
+    command = [sys.executable, "-m", "keras_stageshow", "train", "--out", out,
+               "--quiet", *train_flags]
+    run_file = os.path.join(out, "run.json")
+    with open(log, "a") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=log_file)
+        while process.poll() is None:
+            time.sleep(2)
+            try:
+                with open(run_file) as f:
+                    seconds = json.load(f)["train_seconds"]
+            except (OSError, ValueError, KeyError):
+                continue
+            if seconds >= 60 * minutes:
+                # Killed as the next epoch begins: it resumes from the
+                # backup written at the end of the epoch just recorded.
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+    with open(run_file) as f:
+        return json.load(f)
+
+
+def loss_by_epoch(out, column):
+    """One float per epoch from the run's history.csv (`loss`, `val_loss`)."""
+    with open(os.path.join(out, "history.csv")) as f:
+        return [round(float(row[column]), 4) for row in csv.DictReader(f)]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", required=True)
+    parser.add_argument(
+        "--data-dir",
+        default=os.path.join(HERE, "..", "..", "shared", "data", "multi30k"),
+    )
+    parser.add_argument("--source-lang", default="en")
+    parser.add_argument("--target-lang", default="de")
+    parser.add_argument("--minutes", type=float, default=15.0)
+    parser.add_argument(
+        "--beam", action="append", default=None, metavar="BEAMS:PENALTY",
+        help="beam settings to score on val (default: 4:0.6, 5:0.6, 5:1.0)",
+    )
+    parser.add_argument("train_flags", nargs="*", help="after --: train flags")
+    args = parser.parse_args()
+    beams = [tuple(b.split(":")) for b in (args.beam or ["4:0.6", "5:0.6", "5:1.0"])]
+    out = os.path.join(HERE, "runs", "trials", args.name)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    flags = [
+        "--data-dir", args.data_dir, "--source-lang", args.source_lang,
+        "--target-lang", args.target_lang, "--epochs", "200", *args.train_flags,
+    ]
+    run = train_for(args.minutes, out, flags, out + ".log")
+
+    from keras_stageshow.datasets import load_multi30k
+    from keras_stageshow.models.translator import Translator
+
+    val_source, val_reference = load_multi30k(
+        "val", source=args.source_lang, target=args.target_lang,
+        data_dir=args.data_dir,
+    )
+    translator = Translator.load(out)
+    scores = {
+        "greedy": score_translations(
+            translator, val_source, val_reference, strategy="greedy"
+        )
+    }
+    for num_beams, penalty in beams:
+        scores[f"beam{num_beams}_lp{penalty}"] = score_translations(
+            translator, val_source, val_reference, strategy="beam",
+            num_beams=int(num_beams), length_penalty=float(penalty),
+        )
+    print(json.dumps({
+        "benchmark": "multi30k_trial",
+        "trial": args.name,
+        "direction": f"{args.source_lang}-{args.target_lang}",
+        "scored_on": "val",
+        "train_flags": args.train_flags,
+        "parameters": run.get("parameters"),
+        "epochs": run["epochs_done"],
+        "train_minutes": round(run["train_seconds"] / 60, 1),
+        "best_epoch": run["best_epoch"],
+        "best_val_loss": round(run["best_val_loss"], 4),
+        "train_loss_by_epoch": loss_by_epoch(out, "loss"),
+        "val_loss_by_epoch": loss_by_epoch(out, "val_loss"),
+        "val_bleu": {
+            name: {k: v for k, v in s.items() if k in ("sacrebleu", "bleu_lc_tok", "decode_seconds")}
+            for name, s in scores.items()
+        },
+        "cpu": cpu_info(),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
