@@ -19,6 +19,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The shared Multi30k folder, next to this checkout (every --data-dir's default).
+MULTI30K_DIR = os.path.join(HERE, "..", "..", "shared", "data", "multi30k")
 sys.path.insert(0, os.path.dirname(HERE))
 
 # The configuration, and the paper's base model as a second point.

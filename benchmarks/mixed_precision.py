@@ -22,10 +22,9 @@ Prints one JSON line.
 
 import argparse
 import json
-import os
 
 from common import BATCH  # also turns on oneDNN before TensorFlow loads
-from common import HERE
+from common import MULTI30K_DIR
 from common import LENGTH
 from common import SIZES
 from common import VOCAB
@@ -62,7 +61,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data-dir",
-        default=os.path.join(HERE, "..", "..", "shared", "data", "multi30k"),
+        default=MULTI30K_DIR,
     )
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)

@@ -9,7 +9,7 @@ JSON line, with the epochs reached, the training minutes, which model was
 kept and the machine's CPU.
 
     python benchmarks/multi30k.py --data-dir ../shared/data/multi30k
-    python benchmarks/multi30k.py --source-lang en --target-lang de --average-last 5
+    python benchmarks/multi30k.py --source-lang en --target-lang de
 """
 
 import argparse
@@ -18,6 +18,7 @@ import os
 import sys
 
 from common import HERE  # also turns on oneDNN before TensorFlow loads
+from common import MULTI30K_DIR
 from common import cpu_info
 from common import onednn_enabled
 from common import score_translations
@@ -39,7 +40,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data-dir",
-        default=os.path.join(HERE, "..", "..", "shared", "data", "multi30k"),
+        default=MULTI30K_DIR,
     )
     parser.add_argument("--source-lang", choices=LANGUAGES, default="de")
     parser.add_argument("--target-lang", choices=LANGUAGES, default="en")
@@ -104,6 +105,10 @@ def main():
         "direction": direction,
         "test_split": "test_2016_flickr",
         "parameters": run["parameters"],
+        # What the run trained with that the machine or a flag decides.
+        "dtype_policy": run["settings"]["dtype_policy"],
+        "average_last": run["settings"]["average_last"],
+        "decoding": {"num_beams": args.num_beams, "length_penalty": args.length_penalty},
         "epochs": run["epochs_done"],
         "epochs_limit": run["settings"]["epochs"],
         "stopped_by_time_limit": bool(run.get("stopped_by_time_limit")),

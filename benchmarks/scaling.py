@@ -17,9 +17,8 @@ per second and the counted GFLOP/s. Prints one JSON line.
 import argparse
 import gc
 import json
-import os
 
-from common import HERE  # also turns on oneDNN before TensorFlow loads
+from common import MULTI30K_DIR  # also turns on oneDNN before TensorFlow loads
 from common import SIZES
 from common import VOCAB
 from common import current_rss_mb
@@ -62,7 +61,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data-dir",
-        default=os.path.join(HERE, "..", "..", "shared", "data", "multi30k"),
+        default=MULTI30K_DIR,
     )
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=5)

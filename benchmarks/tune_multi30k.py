@@ -23,32 +23,51 @@ import subprocess
 import sys
 import time
 
+from common import MULTI30K_DIR
 from common import HERE
 from common import cpu_info
 from common import score_translations
 
 
+def epoch_fully_recorded(out):
+    """The run's seconds of training when its last epoch is recorded
+    everywhere (run.json, history.csv and the backup a resume starts from),
+    else None."""
+    try:
+        with open(os.path.join(out, "run.json")) as f:
+            run = json.load(f)
+        with open(os.path.join(out, "backup", "state.json")) as f:
+            backup = json.load(f)
+        with open(os.path.join(out, "history.csv")) as f:
+            rows = len(list(csv.DictReader(f)))
+    except (OSError, ValueError):
+        return None
+    epochs = run["epochs_done"]
+    at_epoch_end = backup.get("epoch") == epochs and backup.get("batches_done") == 0
+    if epochs and rows == epochs and at_epoch_end:
+        return run["train_seconds"]
+    return None
+
+
 def train_for(minutes, out, train_flags, log):
-    """Runs `stageshow train --out out *train_flags` until run.json records
-    `minutes` of training (or the run ends); returns run.json."""
+    """Runs `stageshow train --out out *train_flags` until the run has
+    recorded `minutes` of training (or ends); returns run.json."""
     command = [sys.executable, "-m", "keras_stageshow", "train", "--out", out,
                "--quiet", *train_flags]
-    run_file = os.path.join(out, "run.json")
     with open(log, "a") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=log_file)
         while process.poll() is None:
-            time.sleep(2)
-            try:
-                with open(run_file) as f:
-                    seconds = json.load(f)["train_seconds"]
-            except (OSError, ValueError, KeyError):
-                continue
-            if seconds >= 60 * minutes:
-                # Killed as the next epoch begins: it resumes from the
-                # backup written at the end of the epoch just recorded.
+            time.sleep(1)
+            seconds = epoch_fully_recorded(out)
+            if seconds is not None and seconds >= 60 * minutes:
+                # Killed as the next epoch begins: a resume starts from the
+                # backup of the epoch just recorded, as if never stopped.
                 process.send_signal(signal.SIGKILL)
                 process.wait()
-    with open(run_file) as f:
+                break
+    if process.returncode not in (0, -signal.SIGKILL):
+        raise SystemExit(f"stageshow train failed ({process.returncode}); see {log}")
+    with open(os.path.join(out, "run.json")) as f:
         return json.load(f)
 
 
@@ -63,7 +82,7 @@ def main():
     parser.add_argument("--name", required=True)
     parser.add_argument(
         "--data-dir",
-        default=os.path.join(HERE, "..", "..", "shared", "data", "multi30k"),
+        default=MULTI30K_DIR,
     )
     parser.add_argument("--source-lang", default="en")
     parser.add_argument("--target-lang", default="de")

@@ -393,68 +393,91 @@ def _add_train_parser(commands):
         "--max-examples", type=positive_int, help="train on the first N pairs only"
     )
     size = train.add_argument_group("model size")
+    def recipe(key, help=""):
+        # A recipe flag is set only when given: a new run takes the rest
+        # from DEFAULT_SETTINGS, a resumed one keeps what it saved (so the
+        # same command resumes a run after the defaults changed).
+        return dict(
+            default=argparse.SUPPRESS,
+            help=f"{help} (default: {d[key]})".lstrip(),
+        )
+
     for flag in ("num_layers", "d_model", "num_heads", "d_ff", "max_length"):
         size.add_argument(
-            "--" + flag.replace("_", "-"), type=positive_int, default=d[flag]
+            "--" + flag.replace("_", "-"), type=positive_int, **recipe(flag)
         )
-    size.add_argument("--dropout-rate", type=rate, default=d["dropout_rate"])
+    size.add_argument("--dropout-rate", type=rate, **recipe("dropout_rate"))
     size.add_argument(
-        "--attention-dropout-rate", type=rate, default=d["attention_dropout_rate"],
-        help="dropout on the attention weights",
+        "--attention-dropout-rate", type=rate,
+        **recipe("attention_dropout_rate", "dropout on the attention weights"),
     )
     tok = train.add_argument_group("tokenizers")
     tok.add_argument(
-        "--vocabulary-size", type=positive_int, default=d["vocabulary_size"]
+        "--vocabulary-size", type=positive_int, **recipe("vocabulary_size")
     )
     tok.add_argument(
         "--separate-vocabularies",
         action="store_true",
+        default=argparse.SUPPRESS,
         help="one vocabulary per language (default: one shared vocabulary "
         "and one shared embedding matrix)",
     )
-    tok.add_argument("--lowercase", action="store_true")
-    tok.add_argument("--strip-accents", action="store_true")
+    tok.add_argument("--lowercase", action="store_true", **recipe("lowercase"))
+    tok.add_argument(
+        "--strip-accents", action="store_true", **recipe("strip_accents")
+    )
     rec = train.add_argument_group("training")
-    rec.add_argument("--epochs", type=positive_int, default=d["epochs"])
+    rec.add_argument("--epochs", type=positive_int, **recipe("epochs"))
     rec.add_argument(
-        "--tokens-per-batch", type=positive_int, default=d["tokens_per_batch"]
+        "--tokens-per-batch", type=positive_int, **recipe("tokens_per_batch")
     )
-    rec.add_argument("--warmup-steps", type=positive_int, default=d["warmup_steps"])
+    rec.add_argument("--warmup-steps", type=positive_int, **recipe("warmup_steps"))
     rec.add_argument(
-        "--learning-rate-scale", type=positive_float, default=d["learning_rate_scale"]
+        "--learning-rate-scale", type=positive_float, **recipe("learning_rate_scale")
     )
-    rec.add_argument("--label-smoothing", type=rate, default=d["label_smoothing"])
+    rec.add_argument("--label-smoothing", type=rate, **recipe("label_smoothing"))
     rec.add_argument(
         "--jit-compile", action="store_true",
-        help="XLA, with batches of at most 16 shapes (pays on GPUs; on a CPU "
-        "only for small models and long runs: benchmarks/README.md section 7)",
+        **recipe(
+            "jit_compile",
+            "XLA, with batches of at most 16 shapes (pays on GPUs; on a CPU "
+            "only for small models and long runs: benchmarks/README.md section 7)",
+        ),
     )
     rec.add_argument(
-        "--dtype-policy", default=d["dtype_policy"],
+        "--dtype-policy",
         choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
-        help="auto: mixed_bfloat16 on CPUs with AVX-512 BF16 or AMX (1.4x "
-        "faster there), float32 elsewhere",
+        **recipe(
+            "dtype_policy",
+            "auto: mixed_float16 on a GPU, mixed_bfloat16 on CPUs with AVX-512 "
+            "BF16 or AMX (1.4x faster there), float32 elsewhere",
+        ),
     )
-    rec.add_argument("--seed", type=non_negative_int, default=d["seed"])
+    rec.add_argument("--seed", type=non_negative_int, **recipe("seed"))
     rec.add_argument(
         "--time-limit-minutes",
         type=positive_float,
+        default=argparse.SUPPRESS,
         help="stop at the last epoch that ends within this time",
     )
     rec.add_argument(
         "--backup-every-steps",
         type=positive_int,
-        default=d["backup_every_steps"],
-        help="steps between backups (a killed run resumes from the last one)",
+        **recipe(
+            "backup_every_steps",
+            "steps between backups (a killed run resumes from the last one)",
+        ),
     )
     rec.add_argument(
         "--average-last",
         type=non_negative_int,
-        default=d["average_last"],
         metavar="N",
-        help="keep the last N epochs' models in RUN_DIR/epochs/ and, at the "
-        "end, keep their average instead of the best single epoch when its "
-        "validation loss is lower (0: off)",
+        **recipe(
+            "average_last",
+            "keep the last N epochs' models in RUN_DIR/epochs/ and, at the "
+            "end, keep their average instead of the best single epoch when "
+            "its validation loss is lower (0: off)",
+        ),
     )
     train.add_argument("--out", required=True, help="the RUN_DIR")
     train.add_argument(
@@ -556,7 +579,8 @@ def run_train(args):
 
     train, val, description = load_training_pairs(args)
     settings = {k: getattr(args, k) for k in DEFAULT_SETTINGS if hasattr(args, k)}
-    settings["shared_vocabulary"] = not args.separate_vocabularies
+    if getattr(args, "separate_vocabularies", False):
+        settings["shared_vocabulary"] = False
     run = train_translation_run(
         args.out,
         train,

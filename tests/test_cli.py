@@ -101,7 +101,7 @@ def multi30k_run(tmp_path_factory, data_dir):
         "train", "--data-dir", data_dir, "--max-examples", 400, "--epochs", 2,
         "--num-layers", 1, "--d-model", 32, "--num-heads", 2, "--d-ff", 64,
         "--vocabulary-size", 400, "--tokens-per-batch", 512, "--quiet",
-        "--out", out,
+        "--dtype-policy", "float32", "--average-last", 0, "--out", out,
     )
     return out, last_json(result)
 
@@ -127,6 +127,13 @@ def test_train_again_on_a_finished_run_keeps_it(multi30k_run, data_dir):
         "--out", out,
     )
     assert last_json(result)["epochs_done"] == 2
+    assert (out / "model.keras").stat().st_mtime_ns == before
+    # Flags left out keep the run's saved values, not today's defaults
+    # (which differ here: --d-model, --dtype-policy, --average-last...).
+    bare = stageshow("train", "--data-dir", data_dir, "--max-examples", 400,
+                     "--quiet", "--out", out)
+    assert bare.returncode == 0, bare.stderr[-2000:]
+    assert last_json(bare)["epochs_done"] == 2
     assert (out / "model.keras").stat().st_mtime_ns == before
     changed = stageshow(
         "train", "--data-dir", data_dir, "--max-examples", 400, "--d-model", 64,

@@ -27,7 +27,8 @@ def train_command(data_dir, out):
         "--max-examples", "600", "--epochs", str(EPOCHS), "--num-layers", "1",
         "--d-model", "32", "--num-heads", "2", "--d-ff", "64",
         "--vocabulary-size", "300", "--tokens-per-batch", "256",
-        "--backup-every-steps", "4", "--quiet", "--out", str(out),
+        "--backup-every-steps", "4", "--dtype-policy", "float32",
+        "--average-last", "0", "--quiet", "--out", str(out),
     ]
 
 

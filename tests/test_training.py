@@ -95,6 +95,7 @@ def test_auto_dtype_policy_is_bfloat16_only_where_the_cpu_has_it():
     assert resolve_dtype_policy("auto", {"avx2", "amx_bf16"}) == "mixed_bfloat16"
     assert resolve_dtype_policy("auto", {"avx2", "fma", "avx512f"}) == "float32"
     assert resolve_dtype_policy("mixed_float16", set()) == "mixed_float16"
+    assert resolve_dtype_policy("auto", {"avx512_bf16"}, has_gpu=True) == "mixed_float16"
     with pytest.raises(ValueError, match="dtype_policy"):
         resolve_dtype_policy("bfloat16")
 

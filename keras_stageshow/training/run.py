@@ -140,7 +140,7 @@ def train_translation_run(
         verbose: Keras verbosity for `fit` (1 shows progress bars).
         callbacks: extra Keras callbacks.
         **settings: any of `DEFAULT_SETTINGS` (model size, tokenizer,
-            training recipe). `average_last=N` (N >= 1; 0, the default,
+            training recipe). `average_last=N` (N >= 1, 5 by default; 0
             turns it off) keeps the last N epochs' models in
             `out/epochs/` and, when training ends, keeps as the run's
             model their average or the best single epoch, whichever has
@@ -182,19 +182,20 @@ def _train_locked(
     from keras_stageshow.training.averaging import LastEpochCheckpoints
     from keras_stageshow.training.backup import StepBackup
 
-    if "dtype_policy" in settings:  # "auto" -> what this machine runs best
-        settings = {
-            **settings, "dtype_policy": resolve_dtype_policy(settings["dtype_policy"])
-        }
     run_path = os.path.join(out, RUN_FILE)
     source_dir = os.path.join(out, "source_tokenizer")
     target_dir = os.path.join(out, "target_tokenizer")
     if is_run_dir(out):
         run = read_run(out)
         run["settings"] = settings_of_saved_run(run["settings"])
-        if settings.get("bounded_shapes", False) is None:
-            # "Follow jit_compile" was resolved when the run began.
-            del settings["bounded_shapes"]
+        # "auto" and None ("follow jit_compile") were resolved when the run
+        # began, on the machine it began on: the saved values stand.
+        settings = {
+            k: v for k, v in settings.items()
+            if (k, v) not in (("dtype_policy", "auto"), ("bounded_shapes", None))
+        }
+        if "dtype_policy" in settings:
+            settings["dtype_policy"] = resolve_dtype_policy(settings["dtype_policy"])
         _check_resumable(run["settings"], {**run["settings"], **settings}, out)
         run["settings"].update(
             {k: v for k, v in settings.items() if k in RESUMABLE_SETTINGS}
@@ -206,6 +207,11 @@ def _train_locked(
             print(f"Resuming the run in {out} from epoch {run['epochs_done']}.")
     else:
         config = {**DEFAULT_SETTINGS, **settings}
+        # "auto": what this machine runs best (bfloat16 on CPUs that have it).
+        config["dtype_policy"] = resolve_dtype_policy(
+            config["dtype_policy"],
+            has_gpu=bool(tf.config.list_physical_devices("GPU")),
+        )
         if config["bounded_shapes"] is None:
             config["bounded_shapes"] = bool(config["jit_compile"])
         source_tokenizer, target_tokenizer = _train_tokenizers(
