@@ -30,7 +30,7 @@ from common import score_translations
 
 
 def epoch_fully_recorded(out):
-    """The run's seconds of training when its last epoch is recorded
+    """`(epochs_done, train_seconds)` when the run's last epoch is recorded
     everywhere (run.json, history.csv and the backup a resume starts from),
     else None."""
     try:
@@ -45,21 +45,35 @@ def epoch_fully_recorded(out):
     epochs = run["epochs_done"]
     at_epoch_end = backup.get("epoch") == epochs and backup.get("batches_done") == 0
     if epochs and rows == epochs and at_epoch_end:
-        return run["train_seconds"]
+        return epochs, run["train_seconds"]
     return None
 
 
-def train_for(minutes, out, train_flags, log):
+def train_for(minutes, out, train_flags, log, as_time_limit=False):
     """Runs `stageshow train --out out *train_flags` until the run has
-    recorded `minutes` of training (or ends); returns run.json."""
+    recorded `minutes` of training (or ends); returns run.json.
+
+    With `as_time_limit`, it stops where `--time-limit-minutes minutes`
+    would have: after the first epoch at which the next one would end past
+    the limit (the last epoch's seconds taken as the next one's)."""
     command = [sys.executable, "-m", "keras_stageshow", "train", "--out", out,
                "--quiet", *train_flags]
+    recorded = epoch_fully_recorded(out) or (0, 0.0)
     with open(log, "a") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=log_file)
         while process.poll() is None:
             time.sleep(1)
-            seconds = epoch_fully_recorded(out)
-            if seconds is not None and seconds >= 60 * minutes:
+            now = epoch_fully_recorded(out)
+            if now is None or now[0] == recorded[0]:
+                continue
+            (_, before), recorded = recorded, now
+            seconds = now[1]
+            if as_time_limit:
+                seconds += seconds - before  # when the next epoch would end
+                done = seconds > 60 * minutes
+            else:
+                done = seconds >= 60 * minutes
+            if done:
                 # Killed as the next epoch begins: a resume starts from the
                 # backup of the epoch just recorded, as if never stopped.
                 process.send_signal(signal.SIGKILL)

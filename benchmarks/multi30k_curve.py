@@ -1,0 +1,139 @@
+"""BLEU on test_2016_flickr against training minutes: one Multi30k run with
+`stageshow train`'s defaults, scored as if it had been given each time
+limit in turn (issue 15: the curve up to 90 minutes).
+
+One run trains in --out. At each limit T (15, 30, ... 90 by default) it is
+stopped where `--time-limit-minutes T` would have stopped it (the first
+epoch after which the next one would end past T; `tune_multi30k.train_for`)
+and copied to --out/at-T-min, where `stageshow train --epochs <epochs
+done>` finishes the copy as a run with that time limit finishes: the last
+epochs averaged and the average or the best single epoch kept, whichever
+has the lower validation loss. That model is scored on test_2016_flickr
+(greedy and beam; sacreBLEU cased 13a and lowercased 13a) and the original
+run carries on from its backup, as if never stopped. Nothing is chosen
+here: the recipe was chosen on val (benchmarks/README.md, section 9).
+
+Each point is appended to --out/curve.jsonl as it is scored, so a killed
+curve resumes where it stopped. Prints one JSON line with every point.
+
+    python benchmarks/multi30k_curve.py --source-lang en --target-lang de
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+from common import HERE
+from common import MULTI30K_DIR
+from common import cpu_info
+from common import score_translations
+from tune_multi30k import train_for
+
+
+def finish_as_time_limited(out, at, flags, log):
+    """Copies the stopped run in `out` to `at` and finishes the copy as a
+    run stopped by its time limit: `stageshow train` with `--epochs` the
+    epochs done trains nothing, averages and marks the run complete."""
+    if os.path.isdir(at):
+        shutil.rmtree(at)  # a copy a killed curve left half made
+    shutil.copytree(out, at, ignore=shutil.ignore_patterns("lock", "logs"))
+    with open(os.path.join(at, "run.json")) as f:
+        epochs = json.load(f)["epochs_done"]
+    return train_for(0, at, [*flags, "--epochs", str(epochs)], log)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=MULTI30K_DIR)
+    parser.add_argument("--source-lang", choices=("de", "en"), default="en")
+    parser.add_argument("--target-lang", choices=("de", "en"), default="de")
+    parser.add_argument("--out", help="default: benchmarks/runs/curve-SRC-TGT")
+    parser.add_argument(
+        "--minutes", type=float, nargs="+", default=[15, 30, 45, 60, 75, 90],
+        help="the time limits to score, in increasing order",
+    )
+    parser.add_argument("--num-beams", type=int, default=5)
+    parser.add_argument("--length-penalty", type=float, default=1.0)
+    args = parser.parse_args()
+    if args.source_lang == args.target_lang:
+        parser.error("--source-lang and --target-lang must differ.")
+    if args.minutes != sorted(args.minutes) or min(args.minutes) <= 0:
+        parser.error("--minutes must be positive and in increasing order.")
+    direction = f"{args.source_lang}-{args.target_lang}"
+    out = args.out or os.path.join(HERE, "runs", f"curve-{direction}")
+    os.makedirs(out, exist_ok=True)
+    points_path = os.path.join(out, "curve.jsonl")
+    points = []
+    if os.path.exists(points_path):
+        with open(points_path) as f:
+            points = [json.loads(line) for line in f if line.strip()]
+    flags = [
+        "--data-dir", args.data_dir, "--source-lang", args.source_lang,
+        "--target-lang", args.target_lang,
+        # Room for every limit; the kills below end the run.
+        "--epochs", "200",
+    ]
+    run_dir = os.path.join(out, "run")
+
+    from keras_stageshow.datasets import load_multi30k
+    from keras_stageshow.models.translator import Translator
+
+    test_source, test_reference = load_multi30k(
+        "test_2016_flickr", source=args.source_lang, target=args.target_lang,
+        data_dir=args.data_dir,
+    )
+    for minutes in args.minutes[len(points):]:
+        train_for(minutes, run_dir, flags, run_dir + ".log", as_time_limit=True)
+        at = os.path.join(out, f"at-{minutes:g}-min")
+        run = finish_as_time_limited(run_dir, at, flags, at + ".log")
+        translator = Translator.load(at)
+        averaging = run.get("averaging") or {}
+        point = {
+            "time_limit_minutes": minutes,
+            "train_minutes": round(run["train_seconds"] / 60, 1),
+            "epochs": run["epochs_done"],
+            "steps": run.get("steps_done"),
+            "best_epoch": run["best_epoch"],
+            "best_val_loss": round(run["best_val_loss"], 4),
+            "model": averaging.get("chosen", "best_single"),
+            "average_val_loss": averaging.get("average_val_loss")
+            and round(averaging["average_val_loss"], 4),
+        }
+        for name, options in (
+            ("greedy", {"strategy": "greedy"}),
+            (f"beam{args.num_beams}", {
+                "strategy": "beam", "num_beams": args.num_beams,
+                "length_penalty": args.length_penalty,
+            }),
+        ):
+            scores = score_translations(
+                translator, test_source, test_reference, **options
+            )
+            point[f"{name}_sacrebleu"] = scores["sacrebleu"]
+            point[f"{name}_bleu_lc_tok"] = scores["bleu_lc_tok"]
+        print(json.dumps(point), file=sys.stderr, flush=True)
+        with open(points_path, "a") as f:
+            f.write(json.dumps(point) + "\n")
+        points.append(point)
+        # The scored copy's checkpoints are not needed again.
+        shutil.rmtree(os.path.join(at, "epochs"), ignore_errors=True)
+    with open(os.path.join(run_dir, "run.json")) as f:
+        run = json.load(f)
+    print(json.dumps({
+        "benchmark": f"multi30k_curve_{args.source_lang}_{args.target_lang}",
+        "direction": direction,
+        "test_split": "test_2016_flickr",
+        "parameters": run.get("parameters"),
+        "dtype_policy": run["settings"]["dtype_policy"],
+        "average_last": run["settings"]["average_last"],
+        "decoding": {"num_beams": args.num_beams, "length_penalty": args.length_penalty},
+        "points": points,
+        "cpu": cpu_info(),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
