@@ -10,6 +10,7 @@ JSON line: wall seconds per step, op milliseconds per step by type (the top
 --top), and the share of op time in matrix multiplies.
 
     python benchmarks/profile_train_step.py [--steps 3] [--top 15]
+        [--models keras_stageshow,keras_stageshow_with_keras_adam]
 """
 
 import argparse
@@ -27,6 +28,7 @@ from common import fit_step_seconds
 from common import matmul_peak_gflops
 from common import onednn_enabled
 from common import random_batch
+from train_throughput import KERAS_ADAM
 from train_throughput import NAMES
 from train_throughput import make_model
 
@@ -80,14 +82,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument(
+        "--models", default=",".join(NAMES),
+        help=f"comma-separated, of {', '.join((*NAMES, KERAS_ADAM))}",
+    )
     args = parser.parse_args()
+    models = args.models.split(",")
+    unknown = sorted(set(models) - {*NAMES, KERAS_ADAM})
+    if unknown:
+        parser.error(f"--models: unknown {unknown}; choose from {(*NAMES, KERAS_ADAM)}")
 
     import keras
     import tensorflow as tf
 
     data = random_batch(BATCH, LENGTH, LENGTH)
     results = {}
-    for name in NAMES:
+    for name in models:
         keras.utils.set_random_seed(0)
         model = make_model(name, SIZES["small"], jit=False)
         model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)

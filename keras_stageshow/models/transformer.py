@@ -17,6 +17,7 @@ from keras_stageshow.layers.voting import Voting
 from keras_stageshow.training.distribute import DistributedTrainingFixes
 from keras_stageshow.training.losses import MaskedSparseCategoricalCrossentropy
 from keras_stageshow.training.metrics import MaskedAccuracy
+from keras_stageshow.training.optimizer import FusedAdam
 from keras_stageshow.training.schedule import TransformerSchedule
 
 
@@ -241,7 +242,8 @@ class Transformer(DistributedTrainingFixes, keras_hub.models.Backbone):
         """`keras.Model.compile` whose defaults are the paper's recipe.
 
         With no arguments: Adam(beta_1=0.9, beta_2=0.98, epsilon=1e-9) on
-        `TransformerSchedule(d_model, warmup_steps)`, the masked
+        `TransformerSchedule(d_model, warmup_steps)` (as `FusedAdam`: Keras's
+        Adam, one kernel a variable on TensorFlow), the masked
         cross-entropy with label smoothing 0.1, and masked token accuracy.
         Any argument given replaces its default; `label_smoothing`,
         `warmup_steps` and `learning_rate_scale` tune the defaults.
@@ -250,9 +252,7 @@ class Transformer(DistributedTrainingFixes, keras_hub.models.Backbone):
             schedule = TransformerSchedule(
                 self.d_model, warmup_steps, scale=learning_rate_scale
             )
-            optimizer = keras.optimizers.Adam(
-                schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9
-            )
+            optimizer = FusedAdam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9)
         if loss is None:
             loss = MaskedSparseCategoricalCrossentropy(
                 label_smoothing=label_smoothing

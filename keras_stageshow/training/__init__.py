@@ -1,9 +1,10 @@
-"""Training pieces: the paper's learning-rate schedule, loss and metric, a
-backup that resumes to the step, and checkpoint averaging."""
+"""Training pieces: the paper's learning-rate schedule, Adam with a fused
+update, loss and metric, a backup that resumes to the step, and checkpoint averaging."""
 
 from keras_stageshow.training.losses import MaskedSparseCategoricalCrossentropy
 from keras_stageshow.training.metrics import MaskedAccuracy
 from keras_stageshow.training.averaging import LastEpochCheckpoints
 from keras_stageshow.training.averaging import average_checkpoints
 from keras_stageshow.training.backup import StepBackup
+from keras_stageshow.training.optimizer import FusedAdam
 from keras_stageshow.training.schedule import TransformerSchedule
