@@ -28,7 +28,7 @@ from common import fit_step_seconds
 from common import matmul_peak_gflops
 from common import onednn_enabled
 from common import random_batch
-from train_throughput import KERAS_ADAM
+from train_throughput import MODELS
 from train_throughput import NAMES
 from train_throughput import make_model
 
@@ -84,13 +84,13 @@ def main():
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument(
         "--models", default=",".join(NAMES),
-        help=f"comma-separated, of {', '.join((*NAMES, KERAS_ADAM))}",
+        help=f"comma-separated, of {', '.join(MODELS)}",
     )
     args = parser.parse_args()
     models = args.models.split(",")
-    unknown = sorted(set(models) - {*NAMES, KERAS_ADAM})
+    unknown = sorted(set(models) - set(MODELS))
     if unknown:
-        parser.error(f"--models: unknown {unknown}; choose from {(*NAMES, KERAS_ADAM)}")
+        parser.error(f"--models: unknown {unknown}; choose from {MODELS}")
 
     import keras
     import tensorflow as tf

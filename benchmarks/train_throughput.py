@@ -35,6 +35,7 @@ from common import training_flops_per_target_token
 NAMES = ("keras_stageshow", "keras_hub", "tutorial")
 # Our model with Keras's Adam: what `FusedAdam` (the default) changes.
 KERAS_ADAM = "keras_stageshow_with_keras_adam"
+MODELS = (*NAMES, KERAS_ADAM)
 
 
 def make_model(name, size, jit):
@@ -72,7 +73,7 @@ def main():
     size = SIZES[args.size]
     data = random_batch(args.batch, args.length, args.length)
     models = {}
-    for name in (*NAMES, KERAS_ADAM):
+    for name in MODELS:
         for jit in (False, True):
             keras.utils.set_random_seed(0)
             model = make_model(name, size, jit)
@@ -91,7 +92,7 @@ def main():
             "jit_off": round(rate[f"{name}/jit_off"]),
             "jit_on": round(rate[f"{name}/jit_on"]),
         }
-        for name in (*NAMES, KERAS_ADAM)
+        for name in MODELS
     }
     best = {name: max(per_model[name].values()) for name in per_model}
     faster_peer = max(NAMES[1:], key=best.get)

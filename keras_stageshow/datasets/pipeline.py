@@ -174,8 +174,9 @@ def _refine_cells(pairs, counts, bounds, window=16, max_passes=10):
             for value in range(max(1, current - window), current + window + 1):
                 bounds[cell, side] = value
                 slots, _ = _smallest_holding_cell(pairs, bounds)
-                if slots is not None and int((counts * slots).sum()) < best[0]:
-                    best = (int((counts * slots).sum()), value)
+                trial = None if slots is None else int((counts * slots).sum())
+                if trial is not None and trial < best[0]:
+                    best = (trial, value)
             cost, bounds[cell, side] = best
             moved |= best[1] != current
         if not moved:
