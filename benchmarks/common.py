@@ -195,3 +195,16 @@ def score_translations(translator, sources, references, **options):
         "lowercased_signature": scores["lowercased_signature"],
         "hypotheses": hypotheses,
     }
+
+
+def averaging_summary(run):
+    """The run's `averaging` record (run.json) with its losses rounded, or
+    None for a run that did not average."""
+    averaging = run.get("averaging")
+    if not averaging:
+        return None
+    return {
+        k: round(v, 4) if isinstance(v, float) else v
+        for k, v in averaging.items()
+        if k not in ("average_last", "best_single_epoch")
+    }

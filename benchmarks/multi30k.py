@@ -2,11 +2,11 @@
 
 Trains (or resumes, or reuses a finished) run in --out with the library's
 `stageshow train` code, the model selected by validation loss (with
---average-last N: the better of the best single epoch and the average of
-the last N epochs), then scores test_2016_flickr with greedy decoding and
-beam search: sacreBLEU (cased, 13a) and lowercased 13a BLEU. Prints one
-JSON line, with the epochs reached, the training minutes, which model was
-kept and the machine's CPU.
+--average-last N: the best of the best single epoch, the average of the
+last N epochs and that of the N ending at the best one), then scores
+test_2016_flickr with greedy decoding and beam search: sacreBLEU (cased,
+13a) and lowercased 13a BLEU. Prints one JSON line, with the epochs
+reached, the training minutes, which model was kept and the machine's CPU.
 
     python benchmarks/multi30k.py --data-dir ../shared/data/multi30k
     python benchmarks/multi30k.py --source-lang en --target-lang de
@@ -19,6 +19,7 @@ import sys
 
 from common import HERE  # also turns on oneDNN before TensorFlow loads
 from common import MULTI30K_DIR
+from common import averaging_summary
 from common import cpu_info
 from common import onednn_enabled
 from common import score_translations
@@ -56,9 +57,9 @@ def main():
         type=non_negative_int,
         default=None,
         metavar="N",
-        help="average the last N epochs and keep the better of that and the "
-        "best single epoch on validation loss (0: off; default: `stageshow "
-        "train`'s)",
+        help="average the last N epochs (and the N ending at the best one) "
+        "and keep the best of those and the best single epoch on validation "
+        "loss (0: off; default: `stageshow train`'s)",
     )
     # Chosen on val (benchmarks/README.md, section 9).
     parser.add_argument("--num-beams", type=int, default=5)
@@ -98,8 +99,7 @@ def main():
         },
     )
     translator = Translator.load(out)
-    averaging = run.get("averaging")
-    chosen = averaging["chosen"] if averaging else "best_single"
+    chosen = (run.get("averaging") or {}).get("chosen", "best_single")
     result = {
         "benchmark": f"multi30k_{args.source_lang}_{args.target_lang}",
         "direction": direction,
@@ -123,14 +123,10 @@ def main():
         "target_padding": run["train_data"]["target_padding"],
         "best_val_loss": round(run["best_val_loss"], 4),
         # The model scored below: "best_single" (the epoch with the lowest
-        # validation loss) or "average" (of the epochs in `averaging`).
+        # validation loss), "average" (of the last epochs, `epochs`) or
+        # "average_to_best" (of `average_to_best_epochs`).
         "model": chosen,
-        "averaging": averaging and {
-            "epochs": averaging["epochs"],
-            "average_val_loss": averaging["average_val_loss"]
-            and round(averaging["average_val_loss"], 4),
-            "best_single_val_loss": round(averaging["best_single_val_loss"], 4),
-        },
+        "averaging": averaging_summary(run),
         "cpu": cpu_info(),
         "onednn": onednn_enabled(),
     }

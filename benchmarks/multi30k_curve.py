@@ -27,6 +27,7 @@ import sys
 
 from common import HERE
 from common import MULTI30K_DIR
+from common import averaging_summary
 from common import cpu_info
 from common import score_translations
 from tune_multi30k import train_for
@@ -89,7 +90,6 @@ def main():
         at = os.path.join(out, f"at-{minutes:g}-min")
         run = finish_as_time_limited(run_dir, at, flags, at + ".log")
         translator = Translator.load(at)
-        averaging = run.get("averaging") or {}
         point = {
             "time_limit_minutes": minutes,
             "train_minutes": round(run["train_seconds"] / 60, 1),
@@ -97,9 +97,8 @@ def main():
             "steps": run.get("steps_done"),
             "best_epoch": run["best_epoch"],
             "best_val_loss": round(run["best_val_loss"], 4),
-            "model": averaging.get("chosen", "best_single"),
-            "average_val_loss": averaging.get("average_val_loss")
-            and round(averaging["average_val_loss"], 4),
+            "model": (run.get("averaging") or {}).get("chosen", "best_single"),
+            "averaging": averaging_summary(run),
         }
         for name, options in (
             ("greedy", {"strategy": "greedy"}),

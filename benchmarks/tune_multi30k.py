@@ -12,6 +12,9 @@ score.
 
     python benchmarks/tune_multi30k.py --name wu_tiny --minutes 15 \\
         --source-lang en --target-lang de -- --num-layers 4 --d-model 128 ...
+
+With `--score-run RUN_DIR` it trains nothing and scores that finished run's
+model (the one it kept: best epoch or average) on `val` the same way.
 """
 
 import argparse
@@ -25,6 +28,7 @@ import time
 
 from common import MULTI30K_DIR
 from common import HERE
+from common import averaging_summary
 from common import cpu_info
 from common import score_translations
 
@@ -105,16 +109,26 @@ def main():
         "--beam", action="append", default=None, metavar="BEAMS:PENALTY",
         help="beam settings to score on val (default: 4:0.6, 5:0.6, 5:1.0)",
     )
+    parser.add_argument(
+        "--score-run", metavar="RUN_DIR",
+        help="score this finished run on val instead of training one "
+        "(e.g. a 45-minute `stageshow train --time-limit-minutes 45` run)",
+    )
     parser.add_argument("train_flags", nargs="*", help="after --: train flags")
     args = parser.parse_args()
     beams = [tuple(b.split(":")) for b in (args.beam or ["4:0.6", "5:0.6", "5:1.0"])]
-    out = os.path.join(HERE, "runs", "trials", args.name)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    flags = [
-        "--data-dir", args.data_dir, "--source-lang", args.source_lang,
-        "--target-lang", args.target_lang, "--epochs", "200", *args.train_flags,
-    ]
-    run = train_for(args.minutes, out, flags, out + ".log")
+    if args.score_run:
+        out = args.score_run
+        with open(os.path.join(out, "run.json")) as f:
+            run = json.load(f)
+    else:
+        out = os.path.join(HERE, "runs", "trials", args.name)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        flags = [
+            "--data-dir", args.data_dir, "--source-lang", args.source_lang,
+            "--target-lang", args.target_lang, "--epochs", "200", *args.train_flags,
+        ]
+        run = train_for(args.minutes, out, flags, out + ".log")
 
     from keras_stageshow.datasets import load_multi30k
     from keras_stageshow.models.translator import Translator
@@ -140,6 +154,13 @@ def main():
         "direction": f"{args.source_lang}-{args.target_lang}",
         "scored_on": "val",
         "train_flags": args.train_flags,
+        "settings": {
+            k: run["settings"][k]
+            for k in ("dropout_rate", "attention_dropout_rate", "learning_rate_scale",
+                      "warmup_steps", "tokens_per_batch", "time_limit_minutes")
+        },
+        "model": (run.get("averaging") or {}).get("chosen", "best_single"),
+        "averaging": averaging_summary(run),
         "parameters": run.get("parameters"),
         "epochs": run["epochs_done"],
         "train_minutes": round(run["train_seconds"] / 60, 1),

@@ -474,9 +474,10 @@ def _add_train_parser(commands):
         metavar="N",
         **recipe(
             "average_last",
-            "keep the last N epochs' models in RUN_DIR/epochs/ and, at the "
-            "end, keep their average instead of the best single epoch when "
-            "its validation loss is lower (0: off)",
+            "keep the last N epochs' models and the N ending at the best "
+            "epoch in RUN_DIR/epochs/ and, at the end, keep the average of "
+            "either instead of the best single epoch when its validation "
+            "loss is lower (0: off)",
         ),
     )
     train.add_argument("--out", required=True, help="the RUN_DIR")

@@ -89,21 +89,65 @@ def test_cli_rejects_a_negative_average_last(tmp_path, capsys):
 
 
 def check_choice(out):
-    """run.json's averaging record matches the model the run kept."""
+    """run.json's averaging record matches the checkpoints kept and the
+    model the run kept."""
     run = json.loads((out / "run.json").read_text())
     record = run["averaging"]
     assert run["status"] == "complete"
+    epochs = {
+        "average": record["epochs"],
+        "average_to_best": record["average_to_best_epochs"],
+    }
     kept = sorted(os.listdir(out / "epochs"))
-    assert kept == [f"epoch-{n:03d}.keras" for n in record["epochs"]]
+    assert kept == [f"epoch-{n:03d}.keras" for n in sorted(set(sum(epochs.values(), [])))]
+    best = run["best_epoch"]
+    assert epochs["average_to_best"] == list(range(max(1, best - 1), best + 1))
     assert record["best_single_val_loss"] == run["best_val_loss"]
-    average_wins = record["average_val_loss"] < record["best_single_val_loss"]
-    assert record["chosen"] == ("average" if average_wins else "best_single")
-    if record["chosen"] == "average":
-        expected = average_checkpoints([out / "epochs" / name for name in kept])
+    losses = {
+        name: record[f"{name}_val_loss"]
+        for name in ("best_single", "average", "average_to_best")
+        if record[f"{name}_val_loss"] is not None
+    }
+    assert record["chosen"] == min(losses, key=losses.get)
+    if record["chosen"] != "best_single":
+        paths = [out / "epochs" / f"epoch-{n:03d}.keras" for n in epochs[record["chosen"]]]
+        expected = average_checkpoints(paths)
         kept_model = ks.Translator.load(out).model
         for a, b in zip(expected.get_weights(), kept_model.get_weights()):
             np.testing.assert_array_equal(a, b)
     return run
+
+
+def test_checkpoints_kept_are_the_last_and_those_ending_at_the_best(tmp_path):
+    model = tiny_transformer()
+    model((IDS, IDS))
+    checkpoints = LastEpochCheckpoints(tmp_path / "epochs", keep=2)
+    checkpoints.set_model(model)
+    # Validation loss falls to epoch 3, then rises (the run overfits).
+    for epoch, val_loss in enumerate([3.0, 2.0, 1.0, 1.5, 2.5, 3.5]):
+        checkpoints.on_epoch_end(epoch, {"loss": 0.1, "val_loss": val_loss})
+    assert sorted(os.listdir(tmp_path / "epochs")) == [
+        "epoch-002.keras", "epoch-003.keras", "epoch-005.keras", "epoch-006.keras",
+    ]
+    assert checkpoints.epochs() == [5, 6]
+    assert checkpoints.best_epochs() == [2, 3]
+    assert checkpoints.best_paths() == [
+        str(tmp_path / "epochs" / "epoch-002.keras"),
+        str(tmp_path / "epochs" / "epoch-003.keras"),
+    ]
+    # A new process resuming the run knows its best epoch from `best`.
+    resumed = LastEpochCheckpoints(tmp_path / "epochs", keep=2, best=(3, 1.0))
+    resumed.set_model(model)
+    resumed.on_epoch_end(6, {"val_loss": 4.0})
+    assert resumed.epochs() == [6, 7] and resumed.best_epochs() == [2, 3]
+    # An epoch that beats it moves the window, and the old one goes.
+    resumed.on_epoch_end(7, {"val_loss": 0.5})
+    assert sorted(os.listdir(tmp_path / "epochs")) == [
+        "epoch-007.keras", "epoch-008.keras",
+    ]
+    assert resumed.best_epochs() == [7, 8]
+    with pytest.raises(ValueError, match="`best` must be None or"):
+        LastEpochCheckpoints(tmp_path, keep=2, best=(0, 1.0))
 
 
 def test_averaged_run_loads_translates_and_exports(tmp_path, data_dir, capsys):

@@ -1,14 +1,16 @@
-"""Checkpoint averaging: the last epochs' models kept on disk, and a model
-whose weights are their element-wise mean.
+"""Checkpoint averaging: the epochs' models kept on disk, and a model whose
+weights are their element-wise mean.
 
 `average_checkpoints` averages saved `.keras` models of one architecture
 (fairseq's `average_checkpoints.py`, tensor2tensor's `avg_checkpoints`: the
 paper's base models average the last 5 checkpoints). `LastEpochCheckpoints`
 is the Keras callback that keeps those checkpoints: each epoch's model
-saved atomically, the older ones deleted once the new one is safely on
-disk. `train_translation_run(average_last=N)` (`stageshow train
---average-last N`) uses both and keeps whichever of the average and the
-best single epoch has the lower validation loss.
+saved atomically, and kept while it is one of the last `keep` epochs or one
+of the `keep` epochs that end at the best epoch on validation loss (the ones
+an early-stopped run would average); the others are deleted once the new
+one is safely on disk. `train_translation_run(average_last=N)` (`stageshow
+train --average-last N`) uses both and keeps whichever of the two averages
+and the best single epoch has the lowest validation loss.
 """
 
 import os
@@ -75,40 +77,72 @@ def average_checkpoints(paths):
 
 
 class LastEpochCheckpoints(keras.callbacks.Callback):
-    """Saves the model at each epoch's end and keeps the last `keep` epochs.
+    """Saves the model at each epoch's end and keeps the last `keep` epochs
+    and the `keep` epochs that end at the best one.
 
     Epoch `n`'s model (1-based, with its optimizer state) is written to
     `directory/epoch-NNN.keras` through a temporary name and a rename, and
-    only then are older checkpoints deleted (and any checkpoint numbered
-    after `n`, left by a run that was killed and resumed from an earlier
-    point, and any temporary file a kill left behind). A kill at any moment
+    only then are the checkpoints no longer needed deleted: those neither
+    among the last `keep` epochs nor among the `keep` epochs ending at the
+    epoch with the lowest `monitor` so far, and any checkpoint numbered
+    after `n` (left by a run that was killed and resumed from an earlier
+    point), and any temporary file a kill left behind. A kill at any moment
     leaves complete checkpoints only. Keras's `ModelCheckpoint` writes in
     place (a kill mid-write leaves a damaged file under the real name) and
     never deletes, hence this callback.
 
+    The epochs ending at the best one are what a run stopped early at its
+    best epoch would average: on a run that trains past its best epoch
+    (overfits), their average can beat both the last epochs' average and
+    the best epoch alone (benchmarks/README.md, section 9).
+
     Args:
         directory: str, the folder of the checkpoints (created if missing).
-        keep: int >= 1, how many of the latest epochs to keep.
+        keep: int >= 1, how many epochs each kept window holds.
+        monitor: str, the log that says which epoch is best (lowest);
+            `"val_loss"` by default. Epochs whose logs lack it are never
+            the best.
+        best: `(epoch, value)` or None: the best epoch (1-based) and its
+            `monitor` value before this callback's first epoch, for a run
+            resumed in a new process.
 
     Example:
-    >>> model.fit(data, epochs=20,
-    ...           callbacks=[LastEpochCheckpoints("run/epochs", keep=5)])
-    >>> model = average_checkpoints(LastEpochCheckpoints("run/epochs", 5).paths())
+    >>> checkpoints = LastEpochCheckpoints("run/epochs", keep=5)
+    >>> model.fit(data, epochs=20, validation_data=val, callbacks=[checkpoints])
+    >>> last = average_checkpoints(checkpoints.paths())
+    >>> around_best = average_checkpoints(checkpoints.best_paths())
     """
 
-    def __init__(self, directory, keep):
+    def __init__(self, directory, keep, monitor="val_loss", best=None):
         super().__init__()
         if not is_int(keep) or keep < 1:
             raise ValueError(f"`keep` must be an int >= 1; received {keep!r}.")
+        if best is not None and (
+            len(best) != 2 or not is_int(best[0]) or best[0] < 1
+        ):
+            raise ValueError(
+                "`best` must be None or (epoch, value) with a 1-based epoch; "
+                f"received {best!r}."
+            )
         self.directory = os.fspath(directory)
         self.keep = int(keep)
+        self.monitor = monitor
+        self.best = None if best is None else (int(best[0]), float(best[1]))
 
     def on_epoch_end(self, epoch, logs=None):
         number = epoch + 1
+        if self.best is not None and self.best[0] >= number:
+            # Recorded before a resume from an earlier point: retrained now.
+            self.best = None
+        value = (logs or {}).get(self.monitor)
+        if value is not None and (self.best is None or value < self.best[1]):
+            self.best = (number, float(value))
         save_model_atomically(
             self.model, os.path.join(self.directory, f"epoch-{number:03d}.keras")
         )
-        kept = {n for n, _ in self._checkpoints() if number - self.keep < n <= number}
+        kept = set(self._window(number))
+        if self.best is not None:
+            kept |= set(self._window(self.best[0]))
         for name in os.listdir(self.directory):
             match = _CHECKPOINT.match(name)
             stale = int(match.group(1)) not in kept if match else name.startswith(".")
@@ -116,13 +150,30 @@ class LastEpochCheckpoints(keras.callbacks.Callback):
                 os.remove(os.path.join(self.directory, name))
 
     def paths(self):
-        """The kept checkpoints' paths, oldest epoch first (at most
-        `keep`, the latest)."""
+        """The last `keep` checkpoints' paths, oldest epoch first."""
         return [path for _, path in self._checkpoints()][-self.keep:]
 
     def epochs(self):
-        """The kept checkpoints' epoch numbers (1-based), oldest first."""
+        """The last `keep` checkpoints' epoch numbers (1-based), oldest first."""
         return [number for number, _ in self._checkpoints()][-self.keep:]
+
+    def best_paths(self):
+        """The paths of the kept checkpoints among the `keep` epochs that end
+        at the best one, oldest first (empty before any epoch is best)."""
+        return [path for _, path in self._best_checkpoints()]
+
+    def best_epochs(self):
+        """Their epoch numbers (1-based), oldest first."""
+        return [number for number, _ in self._best_checkpoints()]
+
+    def _window(self, last):
+        return range(max(1, last - self.keep + 1), last + 1)
+
+    def _best_checkpoints(self):
+        if self.best is None:
+            return []
+        window = self._window(self.best[0])
+        return [(n, path) for n, path in self._checkpoints() if n in window]
 
     def _checkpoints(self):
         if not os.path.isdir(self.directory):
