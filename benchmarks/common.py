@@ -208,3 +208,9 @@ def averaging_summary(run):
         for k, v in averaging.items()
         if k not in ("average_last", "best_single_epoch")
     }
+
+
+def kept_model(run):
+    """Which model a finished run kept (run.json): "best_single",
+    "average" or "average_to_best"."""
+    return (run.get("averaging") or {}).get("chosen", "best_single")

@@ -21,6 +21,7 @@ from common import HERE  # also turns on oneDNN before TensorFlow loads
 from common import MULTI30K_DIR
 from common import averaging_summary
 from common import cpu_info
+from common import kept_model
 from common import onednn_enabled
 from common import score_translations
 
@@ -99,7 +100,6 @@ def main():
         },
     )
     translator = Translator.load(out)
-    chosen = (run.get("averaging") or {}).get("chosen", "best_single")
     result = {
         "benchmark": f"multi30k_{args.source_lang}_{args.target_lang}",
         "direction": direction,
@@ -125,7 +125,7 @@ def main():
         # The model scored below: "best_single" (the epoch with the lowest
         # validation loss), "average" (of the last epochs, `epochs`) or
         # "average_to_best" (of `average_to_best_epochs`).
-        "model": chosen,
+        "model": kept_model(run),
         "averaging": averaging_summary(run),
         "cpu": cpu_info(),
         "onednn": onednn_enabled(),

@@ -29,6 +29,7 @@ from common import HERE
 from common import MULTI30K_DIR
 from common import averaging_summary
 from common import cpu_info
+from common import kept_model
 from common import score_translations
 from tune_multi30k import train_for
 
@@ -97,7 +98,7 @@ def main():
             "steps": run.get("steps_done"),
             "best_epoch": run["best_epoch"],
             "best_val_loss": round(run["best_val_loss"], 4),
-            "model": (run.get("averaging") or {}).get("chosen", "best_single"),
+            "model": kept_model(run),
             "averaging": averaging_summary(run),
         }
         for name, options in (

@@ -30,6 +30,7 @@ from common import MULTI30K_DIR
 from common import HERE
 from common import averaging_summary
 from common import cpu_info
+from common import kept_model
 from common import score_translations
 
 
@@ -159,7 +160,7 @@ def main():
             for k in ("dropout_rate", "attention_dropout_rate", "learning_rate_scale",
                       "warmup_steps", "tokens_per_batch", "time_limit_minutes")
         },
-        "model": (run.get("averaging") or {}).get("chosen", "best_single"),
+        "model": kept_model(run),
         "averaging": averaging_summary(run),
         "parameters": run.get("parameters"),
         "epochs": run["epochs_done"],
