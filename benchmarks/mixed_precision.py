@@ -45,7 +45,7 @@ def new_model(policy, size):
     import keras
 
     import keras_stageshow as ks
-    from keras_stageshow.training.run import DEFAULT_SETTINGS
+    from keras_stageshow.training.recipe import DEFAULT_SETTINGS
 
     keras.utils.set_random_seed(0)
     model = ks.Transformer(VOCAB, VOCAB, max_length=128, dtype=policy, **size)

@@ -25,7 +25,7 @@ from common import kept_model
 from common import onednn_enabled
 from common import score_translations
 
-from keras_stageshow.cli import non_negative_int
+from keras_stageshow.cli_flags import non_negative_int
 
 LANGUAGES = ("de", "en")
 
@@ -79,7 +79,7 @@ def main():
 
     from keras_stageshow.datasets import load_multi30k
     from keras_stageshow.models.translator import Translator
-    from keras_stageshow.training.run import DEFAULT_SETTINGS
+    from keras_stageshow.training.recipe import DEFAULT_SETTINGS
     from keras_stageshow.training.run import train_translation_run
 
     pair = dict(source=args.source_lang, target=args.target_lang, data_dir=args.data_dir)

@@ -32,6 +32,10 @@ from common import cpu_info
 from common import kept_model
 from common import score_translations
 from tune_multi30k import train_for
+from keras_stageshow.run_dir import EPOCHS_DIR
+from keras_stageshow.run_dir import LOCK_FILE
+from keras_stageshow.run_dir import LOGS_DIR
+from keras_stageshow.run_dir import read_run
 
 
 def finish_as_time_limited(out, at, flags, log):
@@ -40,9 +44,8 @@ def finish_as_time_limited(out, at, flags, log):
     epochs done trains nothing, averages and marks the run complete."""
     if os.path.isdir(at):
         shutil.rmtree(at)  # a copy a killed curve left half made
-    shutil.copytree(out, at, ignore=shutil.ignore_patterns("lock", "logs"))
-    with open(os.path.join(at, "run.json")) as f:
-        epochs = json.load(f)["epochs_done"]
+    shutil.copytree(out, at, ignore=shutil.ignore_patterns(LOCK_FILE, LOGS_DIR))
+    epochs = read_run(at)["epochs_done"]
     return train_for(0, at, [*flags, "--epochs", str(epochs)], log)
 
 
@@ -118,9 +121,8 @@ def main():
             f.write(json.dumps(point) + "\n")
         points.append(point)
         # The scored copy's checkpoints are not needed again.
-        shutil.rmtree(os.path.join(at, "epochs"), ignore_errors=True)
-    with open(os.path.join(run_dir, "run.json")) as f:
-        run = json.load(f)
+        shutil.rmtree(os.path.join(at, EPOCHS_DIR), ignore_errors=True)
+    run = read_run(run_dir)
     print(json.dumps({
         "benchmark": f"multi30k_curve_{args.source_lang}_{args.target_lang}",
         "direction": direction,

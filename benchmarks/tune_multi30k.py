@@ -32,6 +32,9 @@ from common import averaging_summary
 from common import cpu_info
 from common import kept_model
 from common import score_translations
+from keras_stageshow.run_dir import BACKUP_DIR
+from keras_stageshow.run_dir import HISTORY_FILE
+from keras_stageshow.run_dir import read_run
 
 
 def epoch_fully_recorded(out):
@@ -39,11 +42,10 @@ def epoch_fully_recorded(out):
     everywhere (run.json, history.csv and the backup a resume starts from),
     else None."""
     try:
-        with open(os.path.join(out, "run.json")) as f:
-            run = json.load(f)
-        with open(os.path.join(out, "backup", "state.json")) as f:
+        run = read_run(out)
+        with open(os.path.join(out, BACKUP_DIR, "state.json")) as f:
             backup = json.load(f)
-        with open(os.path.join(out, "history.csv")) as f:
+        with open(os.path.join(out, HISTORY_FILE)) as f:
             rows = len(list(csv.DictReader(f)))
     except (OSError, ValueError):
         return None
@@ -86,13 +88,12 @@ def train_for(minutes, out, train_flags, log, as_time_limit=False):
                 break
     if process.returncode not in (0, -signal.SIGKILL):
         raise SystemExit(f"stageshow train failed ({process.returncode}); see {log}")
-    with open(os.path.join(out, "run.json")) as f:
-        return json.load(f)
+    return read_run(out)
 
 
 def loss_by_epoch(out, column):
     """One float per epoch from the run's history.csv (`loss`, `val_loss`)."""
-    with open(os.path.join(out, "history.csv")) as f:
+    with open(os.path.join(out, HISTORY_FILE)) as f:
         return [round(float(row[column]), 4) for row in csv.DictReader(f)]
 
 
@@ -120,8 +121,7 @@ def main():
     beams = [tuple(b.split(":")) for b in (args.beam or ["4:0.6", "5:0.6", "5:1.0"])]
     if args.score_run:
         out = args.score_run
-        with open(os.path.join(out, "run.json")) as f:
-            run = json.load(f)
+        run = read_run(out)
     else:
         out = os.path.join(HERE, "runs", "trials", args.name)
         os.makedirs(os.path.dirname(out), exist_ok=True)

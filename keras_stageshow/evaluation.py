@@ -1,4 +1,52 @@
-"""BLEU, the way translation results are reported."""
+"""Scoring translations: BLEU, the way translation results are reported,
+and `evaluate_translator`, what `stageshow evaluate` prints (the scores,
+the decoding time, the translations written to a file)."""
+
+import time
+
+from keras_stageshow.files import write_text_atomically
+from keras_stageshow.generation_options import DEFAULTS
+
+
+def timed_translate(translator, texts, **options):
+    """`(translations, seconds)`: `translator.translate(texts, **options)`
+    and the wall-clock seconds it took."""
+    start = time.time()
+    translations = translator.translate(texts, **options)
+    return translations, time.time() - start
+
+
+def evaluate_translator(
+    translator, sources, references, data="", output=None, **options
+):
+    """Translates `sources` and scores the translations against
+    `references` (one each).
+
+    Args:
+        translator: a `Translator`.
+        sources, references: aligned lists of strings.
+        data: str, what the sentences are (recorded in the result).
+        output: a file path: the translations are also written there, one
+            a line (atomically).
+        **options: `Translator.translate`'s (`strategy`, `num_beams`,
+            `batch_size`, ...).
+
+    Returns `bleu_scores`' dict with `data`, `strategy` and
+    `translate_seconds` (the decoding time) added.
+
+    Example:
+    >>> evaluate_translator(translator, de, en, strategy="beam", num_beams=4)
+    """
+    hypotheses, seconds = timed_translate(translator, sources, **options)
+    if output:
+        write_text_atomically(output, "\n".join(hypotheses) + "\n")
+    scores = bleu_scores(hypotheses, references)
+    scores.update(
+        data=data,
+        strategy=options.get("strategy", DEFAULTS.strategy),
+        translate_seconds=round(seconds, 1),
+    )
+    return scores
 
 
 def bleu_scores(hypotheses, references):

@@ -11,7 +11,14 @@ import shutil
 import tempfile
 
 
-def _atomic(path, write, suffix=".tmp"):
+def write_atomically(path, write, suffix=".tmp"):
+    """Calls `write(tmp)` with a temporary file name next to `path`, then
+    renames that file to `path`. `suffix` ends the temporary name, for
+    writers that pick the format from it (`.keras`, `.png`).
+
+    Example:
+    >>> write_atomically("figure.png", lambda tmp: fig.savefig(tmp), suffix=".png")
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     handle, tmp = tempfile.mkstemp(
@@ -43,7 +50,7 @@ def write_bytes_atomically(path, data):
         with open(tmp, "wb") as f:
             f.write(data)
 
-    _atomic(path, write)
+    write_atomically(path, write)
 
 
 def write_text_atomically(path, text):
@@ -57,7 +64,7 @@ def write_json_atomically(path, obj):
 def save_model_atomically(model, path):
     """`model.save(path)` through a temporary `.keras` file and a rename."""
     # Keras picks the format from the suffix, so the temporary name keeps it.
-    _atomic(path, model.save, suffix=".keras")
+    write_atomically(path, model.save, suffix=".keras")
 
 
 def write_folder_atomically(path, write):

@@ -2,15 +2,17 @@
 itself, and what it watched in the show to answer.
 
 `plot_attention` draws one sentence pair's attention weights, for one round
-(layer), one heatmap per head, with the subword tokens on the axes. It uses
-`matplotlib.figure.Figure` directly (not `pyplot`), so it changes no global
-matplotlib state and works on machines without a display.
+(layer), one heatmap per head, with the subword tokens on the axes;
+`plot_attention_files` saves one such picture per sentence. Both use
+`matplotlib.figure.Figure` directly (not `pyplot`), so they change no global
+matplotlib state and they work on machines without a display.
 """
 
 import os
 
 import numpy as np
 
+from keras_stageshow.files import write_atomically
 from keras_stageshow.layers.utils import is_int
 
 KINDS = {
@@ -80,8 +82,6 @@ def plot_attention(
     """
     from matplotlib.figure import Figure
 
-    from keras_stageshow.files import _atomic
-
     model = translator.model
     kinds = _check_kinds(kinds)
     num_rounds, num_heads = model.num_layers, model.num_heads
@@ -137,8 +137,34 @@ def plot_attention(
     if path is not None:
         path = os.fspath(path)
         suffix = os.path.splitext(path)[1] or ".png"
-        _atomic(path, lambda tmp: fig.savefig(tmp, dpi=110), suffix=suffix)
+        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110), suffix=suffix)
     return fig
+
+
+def plot_attention_files(translator, texts, path, round_index=-1, **generate_options):
+    """Draws each non-blank sentence of `texts` as `plot_attention` does
+    (the model translates it again, so the picture shows the tokens it
+    voted) and saves it: at `path` when `texts` holds one sentence, else at
+    `STEM-1.SUFFIX`, `STEM-2.SUFFIX`, ... by the sentence's position.
+    Returns the paths written.
+
+    Example:
+    >>> plot_attention_files(translator, ["Ein Hund.", ""], "att.png")
+    ['att-1.png']
+    """
+    path = os.fspath(path)
+    stem, suffix = os.path.splitext(path)
+    written = []
+    for i, text in enumerate(texts):
+        if not text.strip():
+            continue
+        target = path if len(texts) == 1 else f"{stem}-{i + 1}{suffix}"
+        plot_attention(
+            translator, text, round_index=round_index, path=target,
+            **generate_options,
+        )
+        written.append(target)
+    return written
 
 
 def attention_for_pair(

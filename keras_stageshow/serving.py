@@ -49,11 +49,15 @@ import tensorflow as tf
 
 from keras_stageshow.decoding.ceremony import AwardsCeremony
 from keras_stageshow.decoding.ceremony import check_max_new_tokens
-from keras_stageshow.decoding.ceremony import check_options
+from keras_stageshow.decoding.samplers import BeamSampler
+from keras_stageshow.decoding.samplers import GreedySampler
 from keras_stageshow.files import current_umask
 from keras_stageshow.files import write_json_atomically
+from keras_stageshow.generation_options import DEFAULTS
 from keras_stageshow.layers.utils import is_int
-from keras_stageshow.models.translator import Translator
+from keras_stageshow.models.translator_files import build_backbone
+from keras_stageshow.models.translator_files import load_run_dir
+from keras_stageshow.models.translator_preprocessor import pack_sources
 from keras_stageshow.tokenizers.subword_tokenizer import visible_ids
 
 SIGNATURES = {
@@ -68,10 +72,10 @@ def export_for_serving(
     translator,
     export_dir,
     version=None,
-    num_beams=4,
-    length_penalty=0.6,
-    max_new_tokens=None,
-    batch_size=32,
+    num_beams=DEFAULTS.num_beams,
+    length_penalty=DEFAULTS.length_penalty,
+    max_new_tokens=DEFAULTS.max_new_tokens,
+    batch_size=DEFAULTS.batch_size,
     dtype=None,
     jit_compile=False,
 ):
@@ -134,30 +138,27 @@ def export_for_serving(
             f"{keras.backend.backend()!r})."
         )
     if isinstance(translator, (str, os.PathLike)):
-        translator = Translator.load(os.fspath(translator))
-    if not isinstance(translator, Translator):
+        backbone, preprocessor = load_run_dir(translator)
+    elif hasattr(translator, "backbone") and hasattr(translator, "preprocessor"):
+        backbone, preprocessor = translator.backbone, translator.preprocessor
+    else:
         raise TypeError(
             "`translator` must be a `Translator` or the path of a RUN_DIR; "
             f"received {type(translator).__name__}."
         )
-    model = translator.model
-    beam = check_options(
-        "beam",
-        num_beams=num_beams,
-        length_penalty=length_penalty,
-        vocabulary_size=model.target_vocab_size,
+    beam = BeamSampler(num_beams=num_beams, length_penalty=length_penalty).check(
+        backbone.target_vocab_size
     )
-    max_new_tokens = check_max_new_tokens(max_new_tokens, model.max_length)
+    max_new_tokens = check_max_new_tokens(max_new_tokens, backbone.max_length)
     if not is_int(batch_size) or batch_size < 1:
         raise ValueError(
             f"`batch_size` must be an int >= 1; received {batch_size!r}."
         )
     if not isinstance(jit_compile, bool):
         raise ValueError(f"`jit_compile` must be True or False; received {jit_compile!r}.")
-    if not model.built:
-        model.build(((None, None), (None, None)))
+    build_backbone(backbone)
     if dtype is not None:
-        translator = _with_dtype(translator, dtype)
+        backbone = _with_dtype(backbone, dtype)
     if not isinstance(export_dir, (str, os.PathLike)):
         raise TypeError(
             f"`export_dir` must be a path; received {type(export_dir).__name__}."
@@ -173,19 +174,19 @@ def export_for_serving(
 
     options = {
         "jit_compile": jit_compile,
-        "num_beams": beam["num_beams"],
-        "length_penalty": beam["length_penalty"],
+        "num_beams": beam.num_beams,
+        "length_penalty": beam.length_penalty,
         "max_new_tokens": max_new_tokens,
         "batch_size": int(batch_size),
     }
     staging = tempfile.mkdtemp(prefix=f".{version}{_PARTIAL}", dir=export_dir)
     try:
         with tempfile.TemporaryDirectory() as files:
-            root, signatures = _build_module(translator, options, files)
+            root, signatures = _build_module(backbone, preprocessor, options, files)
             tf.saved_model.save(root, staging, signatures=signatures)
         write_json_atomically(
             os.path.join(staging, "assets.extra", "stageshow.json"),
-            _description(translator, options),
+            _description(backbone, preprocessor, options),
         )
         # `mkdtemp` makes a private (0700) folder; a TF Serving process
         # running as another user must be able to read the version.
@@ -211,19 +212,17 @@ def exported_versions(export_dir):
     return sorted(int(n) for n in names if re.fullmatch(r"[0-9]+", n))
 
 
-def _with_dtype(translator, dtype):
-    """The translator with its model rebuilt under another dtype policy
-    (same weights)."""
+def _with_dtype(backbone, dtype):
+    """The backbone rebuilt under another dtype policy (same weights)."""
     import keras
 
-    model = translator.model
     policy = keras.dtype_policies.get(dtype)
-    if policy.name == model.dtype_policy.name:
-        return translator
+    if policy.name == backbone.dtype_policy.name:
+        return backbone
     # `Transformer.from_config` returns it built.
-    clone = model.__class__.from_config({**model.get_config(), "dtype": policy})
-    clone.set_weights(model.get_weights())
-    return Translator(clone, translator.source_tokenizer, translator.target_tokenizer)
+    clone = backbone.__class__.from_config({**backbone.get_config(), "dtype": policy})
+    clone.set_weights(backbone.get_weights())
+    return clone
 
 
 def _check_version(export_dir, version):
@@ -244,10 +243,9 @@ def _check_version(export_dir, version):
     return int(version)
 
 
-def _description(translator, options):
+def _description(model, preprocessor, options):
     from keras_stageshow import __version__
 
-    model = translator.model
     return {
         "exported_by": f"keras_stageshow {__version__}",
         "signatures": SIGNATURES,
@@ -257,12 +255,12 @@ def _description(translator, options):
             "end token"
         ),
         "model": model.get_config(),
-        "source_tokenizer": translator.source_tokenizer.run_dir_config(),
-        "target_tokenizer": translator.target_tokenizer.run_dir_config(),
+        "source_tokenizer": preprocessor.source_tokenizer.run_dir_config(),
+        "target_tokenizer": preprocessor.target_tokenizer.run_dir_config(),
     }
 
 
-def _build_module(translator, options, files):
+def _build_module(model, preprocessor, options, files):
     """The SavedModel's root: the model's variables, the tokenizers, their
     files as assets, and the three signatures.
 
@@ -271,34 +269,22 @@ def _build_module(translator, options, files):
     `tf.saved_model.Asset`s, so the root is a plain `tf.Module` (holding the
     same `tf.Variable`s the endpoints read).
     """
-    model = translator.model
     root = tf.Module()
     # Keras variables wrap `tf.Variable`s; the traced functions capture those.
     root.model_variables = [variable.value for variable in model.variables]
-    root.source_tokenizer = _ServingTokenizer(
-        translator.source_tokenizer, files, "source"
-    )
-    root.target_tokenizer = _ServingTokenizer(
-        translator.target_tokenizer, files, "target"
-    )
+    root.preprocessor = _ServingPreprocessor(preprocessor, files)
     # The library's decoding core, traced inline into the signatures
     # (without XLA unless asked for).
     ceremony = AwardsCeremony(model, jit_compile=options["jit_compile"], traced=False)
-    strategies = {
-        "greedy": check_options("greedy", vocabulary_size=model.target_vocab_size),
-        "beam": check_options(
-            "beam",
-            num_beams=options["num_beams"],
-            length_penalty=options["length_penalty"],
-            vocabulary_size=model.target_vocab_size,
-        ),
+    samplers = {
+        "greedy": GreedySampler(),
+        "beam": BeamSampler(options["num_beams"], options["length_penalty"]),
     }
 
     def translate(text, strategy):
         translations, scores = ceremony.translate(
-            text, root.source_tokenizer, root.target_tokenizer,
-            strategies[strategy], batch_size=options["batch_size"],
-            max_new_tokens=options["max_new_tokens"],
+            text, root.preprocessor, samplers[strategy], options["batch_size"],
+            options["max_new_tokens"],
         )
         return {"translation": translations, "score": scores}
 
@@ -331,42 +317,53 @@ def _build_module(translator, options, files):
     return root, signatures
 
 
-class _ServingTokenizer(tf.Module):
-    """A `SubwordTokenizer` inside the SavedModel: tokenize and detokenize
-    as graph ops, with the same normalization and id clean-up.
+class _ServingPreprocessor(tf.Module):
+    """The `TranslatorPreprocessor` inside the SavedModel: the same
+    normalization, truncation (`pack_sources`) and id clean-up
+    (`visible_ids`), with each side's SentencePiece op made here.
 
-    tensorflow-text's SentencePiece op takes the model as an attribute of
-    the graph node (not as a tensor), so the graph carries its own copy; the
-    tokenizer files also travel as assets (`assets/<side>.sentencepiece.model`
-    and `assets/<side>.tokenizer.json`) for clients that call the `serve`
-    signature and tokenize themselves.
+    Why not the preprocessor's own tokenizers: tensorflow-text's
+    SentencePiece op takes the model as an attribute of the graph node and
+    keeps it in a resource named after the node; keras-hub makes the op
+    with tensorflow-text's default name, so in a loaded SavedModel the two
+    sides would share one resource (the first model made). Here each side's
+    op has its own name. The tokenizer files also travel as assets
+    (`assets/<side>.sentencepiece.model`, `assets/<side>.tokenizer.json`)
+    for clients that call the `serve` signature and tokenize themselves.
     """
 
-    def __init__(self, tokenizer, files, side):
-        super().__init__(name=f"{side}_tokenizer")
+    def __init__(self, preprocessor, files):
+        super().__init__(name="preprocessor")
         import tensorflow_text as tf_text
 
-        self.config = tokenizer
-        model_path = os.path.join(files, f"{side}.sentencepiece.model")
-        with open(model_path, "wb") as f:
-            f.write(tokenizer.proto)
-        config_path = os.path.join(files, f"{side}.tokenizer.json")
-        with open(config_path, "w", encoding="utf-8") as f:
-            json.dump(tokenizer.run_dir_config(), f, indent=2, sort_keys=True)
-        self.model_file = tf.saved_model.Asset(model_path)
-        self.config_file = tf.saved_model.Asset(config_path)
-        # The op keeps its model in a resource named after the node that
-        # makes it; in a loaded SavedModel two tokenizers with tensorflow-
-        # text's default name share one resource (the first model made).
-        self.tokenizer = tf_text.SentencepieceTokenizer(
-            model=tokenizer.proto, out_type="int32", name=f"{side}_sentencepiece"
-        )
+        self.max_length = preprocessor.max_length
+        self.configs = {}
+        self.ops = {}
+        self.assets = []
+        for side, tokenizer in (
+            ("source", preprocessor.source_tokenizer),
+            ("target", preprocessor.target_tokenizer),
+        ):
+            model_path = os.path.join(files, f"{side}.sentencepiece.model")
+            with open(model_path, "wb") as f:
+                f.write(tokenizer.proto)
+            config_path = os.path.join(files, f"{side}.tokenizer.json")
+            with open(config_path, "w", encoding="utf-8") as f:
+                json.dump(tokenizer.run_dir_config(), f, indent=2, sort_keys=True)
+            self.assets += [tf.saved_model.Asset(model_path), tf.saved_model.Asset(config_path)]
+            self.configs[side] = tokenizer
+            self.ops[side] = tf_text.SentencepieceTokenizer(
+                model=tokenizer.proto, out_type="int32", name=f"{side}_sentencepiece"
+            )
 
-    def tokenize(self, texts):
-        return self.tokenizer.tokenize(self.config.normalize(texts))
+    def encode_sources(self, texts):
+        pieces = self.ops["source"].tokenize(self.configs["source"].normalize(texts))
+        ids = pack_sources(pieces, self.max_length)
+        return ids.to_tensor(), tf.cast(ids.row_lengths(), tf.int32)
 
     def detokenize(self, ids):
-        return self.tokenizer.detokenize(visible_ids(ids, self.config.vocabulary_size()))
+        target = self.configs["target"]
+        return self.ops["target"].detokenize(visible_ids(ids, target.vocabulary_size()))
 
 
 def read_export_description(version_dir):

@@ -224,17 +224,17 @@ def test_interrupted_run_keeps_its_checkpoints_and_resumes(tmp_path, monkeypatch
     del run["averaging"]
     run.update(status="training", best_val_loss=1e9)
     (out / "run.json").write_text(json.dumps(run))
-    real_write = run_module.write_json_atomically
+    real_write = run_module.write_run
 
     def write_then_die(path, obj):
         if "averaging" in obj:
             raise Killed("killed while choosing")
         real_write(path, obj)
 
-    monkeypatch.setattr(run_module, "write_json_atomically", write_then_die)
+    monkeypatch.setattr(run_module, "write_run", write_then_die)
     with pytest.raises(Killed, match="choosing"):
         train_translation_run(out, train, val, **settings)
-    monkeypatch.setattr(run_module, "write_json_atomically", real_write)
+    monkeypatch.setattr(run_module, "write_run", real_write)
     assert json.loads((out / "run.json").read_text())["status"] == "training"
 
     run = train_translation_run(out, train, val, **settings)

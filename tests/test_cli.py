@@ -12,6 +12,8 @@ import pytest
 
 import keras_stageshow as ks
 from keras_stageshow import cli
+from keras_stageshow import cli_flags
+from keras_stageshow import cli_quiet
 from keras_stageshow.datasets import load_multi30k
 
 pytestmark = pytest.mark.tf_only  # training runs (tf.data) and the tokenizers
@@ -42,10 +44,10 @@ def _undo_in_process_main():
     """`cli.main` called in this process filters TensorFlow's logger and
     adds a handler to the library's; take both off after each test."""
     yield
-    logging.getLogger("tensorflow").removeFilter(cli._drop_retracing_warning)
+    logging.getLogger("tensorflow").removeFilter(cli_quiet._drop_retracing_warning)
     library = logging.getLogger("keras_stageshow")
     for handler in list(library.handlers):
-        if isinstance(handler, cli._CommandLineWarnings):
+        if isinstance(handler, cli_quiet._CommandLineWarnings):
             library.removeHandler(handler)
 
 
@@ -170,17 +172,17 @@ def test_translate_on_a_folder_that_is_not_a_run(tmp_path):
 
 # -- every numeric flag is range-checked by argparse ---------------------------
 
-# For each checked type in cli.py, values it must refuse.
+# For each checked type in cli_flags.py, values it must refuse.
 INVALID = {
-    cli.positive_int: ["0", "-1", "1.5", "x"],
-    cli.non_negative_int: ["-1", "x"],
-    cli.positive_float: ["0", "-5", "nan", "inf"],
-    cli.non_negative_float: ["-1", "nan"],
-    cli.rate: ["1", "1.5", "-0.1", "nan"],
-    cli.fraction: ["0", "1", "nan"],
-    cli.top_p: ["0", "1.5", "nan"],
-    cli.round_index: ["-2", "x"],
-    cli.demo_examples: ["99", "-1"],
+    cli_flags.positive_int: ["0", "-1", "1.5", "x"],
+    cli_flags.non_negative_int: ["-1", "x"],
+    cli_flags.positive_float: ["0", "-5", "nan", "inf"],
+    cli_flags.non_negative_float: ["-1", "nan"],
+    cli_flags.rate: ["1", "1.5", "-0.1", "nan"],
+    cli_flags.fraction: ["0", "1", "nan"],
+    cli_flags.top_p: ["0", "1.5", "nan"],
+    cli_flags.round_index: ["-2", "x"],
+    cli_flags.demo_examples: ["99", "-1"],
 }
 
 
@@ -188,7 +190,7 @@ def numeric_flags():
     """(command, the arguments it requires, the action) for every flag that
     takes a value through a `type=`, walking the parsers (argparse has no
     public API for that)."""
-    parser = cli.build_parser()
+    parser = cli_flags.build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for command, subparser in commands.choices.items():
         required = []
@@ -208,7 +210,7 @@ def test_every_numeric_flag_rejects_out_of_range_values(capsys):
         flag = action.option_strings[0]
         assert action.type in INVALID, (
             f"`stageshow {command} {flag}` has type={action.type!r}; use a "
-            "checked type from cli.py (positive_int, rate, ...) and list it "
+            "checked type from cli_flags.py (positive_int, rate, ...) and list it "
             "in INVALID"
         )
         if action.default not in (None, argparse.SUPPRESS):  # the default passes
@@ -305,7 +307,7 @@ def test_only_the_retracing_warning_is_dropped(caplog):
         retrace(tf.function(lambda x: x + 1))
         assert "triggered tf.function retracing" in caplog.text  # it would show
         caplog.clear()
-        cli.quiet_tensorflow()  # what `main` does first
+        cli_quiet.quiet_tensorflow()  # what `main` does first
         retrace(tf.function(lambda x: x + 2))
         tf.get_logger().warning("a warning the user must see")
     assert "retracing" not in caplog.text

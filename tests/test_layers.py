@@ -272,23 +272,28 @@ def test_rehearsal_fused_and_explicit_paths_agree():
     assert np.allclose(to_numpy(scores)[0, :, :, 2:], 0.0)
 
 
-def test_rehearsal_cache_matches_full_attention():
+@pytest.mark.parametrize(
+    "cache_write",
+    ["slice_update", pytest.param("in_place", marks=pytest.mark.tf_only)],
+)
+def test_rehearsal_cache_matches_full_attention(cache_write):
     rehearsal = ks.Rehearsal(num_heads=2, key_dim=8)
     full = to_numpy(rehearsal(Q, Q, use_causal_mask=True))
-    cache = rehearsal.empty_cache(B, T)
+    cache = rehearsal.empty_cache(B, T, cache_write)
     for i in range(T):
-        step, cache = rehearsal.call_with_cache(Q[:, i : i + 1], cache, i)
+        query = Q[:, i : i + 1]
+        step, cache = rehearsal(
+            query, query, cache=cache, cache_update_index=i, cache_write=cache_write
+        )
         np.testing.assert_allclose(to_numpy(step)[:, 0], full[:, i], atol=1e-5)
     # Cross-attention over a precomputed, read-only cache.
     mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
     full = to_numpy(rehearsal(Q, X, value_mask=mask))
     show = rehearsal.compute_cache(X)
     for i in range(T):
-        step, same = rehearsal.call_with_cache(
-            Q[:, i : i + 1], show, key_padding_mask=mask
-        )
+        step, same = rehearsal(Q[:, i : i + 1], cache=show, value_mask=mask)
         np.testing.assert_allclose(to_numpy(step)[:, 0], full[:, i], atol=1e-5)
-        assert same is show
+        assert all(part is given for part, given in zip(same, show))
 
 
 def test_mixed_float16_attention_is_finite_with_padding():
@@ -321,9 +326,10 @@ def test_show_keeps_its_mask_when_watched_twice():
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
-def test_decoder_call_with_cache_equals_the_full_call(norm_first):
-    """The cached step (`call_with_cache`, a fixed `(output, caches)` return)
-    computes what the full decoder computes at each position."""
+def test_decoder_cached_call_equals_the_full_call(norm_first):
+    """The cached step (`call` with caches, a fixed
+    `(output, self_attention_cache, cross_attention_cache)` return) computes
+    what the full decoder computes at each position."""
     assessment = ks.OscarAssessment(
         20, num_layers=2, d_model=D, num_heads=2, d_ff=32, dropout_rate=0.0,
         norm_first=norm_first,
@@ -334,10 +340,17 @@ def test_decoder_call_with_cache_equals_the_full_call(norm_first):
     cross = assessment.compute_cross_attention_cache(X)
     caches = assessment.empty_self_attention_cache(B, T)
     for i in range(T):
-        out, caches = assessment.call_with_cache(
-            ids[:, i : i + 1], caches, cross, i, show_mask
+        out, caches, same = assessment(
+            ids[:, i : i + 1],
+            enc_output_mask=show_mask,
+            self_attention_cache=caches,
+            self_attention_cache_update_index=i,
+            cross_attention_cache=cross,
         )
         assert len(caches) == 2
+        # The show's cache comes back as given (read only).
+        flat = zip(keras.tree.flatten(same), keras.tree.flatten(cross))
+        assert all(part is given for part, given in flat)
         np.testing.assert_allclose(to_numpy(out)[:, 0], full[:, i], atol=1e-5)
 
 

@@ -6,6 +6,7 @@ import pytest
 from conftest import stage_translator
 from keras_stageshow.plotting import attention_for_pair
 from keras_stageshow.plotting import plot_attention
+from keras_stageshow.plotting import plot_attention_files
 
 pytestmark = pytest.mark.tf_only  # Translator: the tokenizers
 
@@ -76,3 +77,19 @@ def test_plot_attention_rejects_bad_arguments(translator):
         plot_attention(translator, "  ", "a dog")
     with pytest.raises(TypeError, match="translation"):
         plot_attention(translator, "ein hundo", 3)
+
+
+def test_plot_attention_files_saves_one_picture_per_sentence(translator, tmp_path):
+    one = plot_attention_files(translator, ["ein hundo"], tmp_path / "one.png")
+    assert one == [str(tmp_path / "one.png")]
+    several = plot_attention_files(
+        translator, ["ein hundo", " ", "de ballo"], tmp_path / "att.png",
+        round_index=0, max_new_tokens=4,
+    )
+    # Named by the sentence's position; blank sentences are skipped.
+    assert several == [str(tmp_path / "att-1.png"), str(tmp_path / "att-3.png")]
+    for path in one + several:
+        assert open(path, "rb").read(4) == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "att-1.png", "att-3.png", "one.png",
+    ]

@@ -40,12 +40,17 @@ def test_preset_has_keras_hubs_layout(two_vocabulary_translator, tmp_path):
     names = {str(p.relative_to(preset)) for p in preset.rglob("*") if p.is_file()}
     assert names == {
         "config.json", "model.weights.h5", "metadata.json",
+        "task.json", "preprocessor.json",
         "source_tokenizer.json", "target_tokenizer.json",
         os.path.join("assets", "source_tokenizer", "vocabulary.spm"),
         os.path.join("assets", "target_tokenizer", "vocabulary.spm"),
     }
     config = json.loads((preset / "config.json").read_text())
     assert config["registered_name"] == "keras_stageshow>Transformer"
+    task = json.loads((preset / "task.json").read_text())
+    assert task["registered_name"] == "keras_stageshow>Translator"
+    preprocessor = json.loads((preset / "preprocessor.json").read_text())
+    assert preprocessor["registered_name"] == "keras_stageshow>TranslatorPreprocessor"
     metadata = json.loads((preset / "metadata.json").read_text())
     assert metadata["parameter_count"] == two_vocabulary_translator.model.count_params()
     # No temporary or set-aside folder is left beside it.
@@ -139,3 +144,37 @@ def test_a_never_called_translator_saves_a_loadable_run_and_preset(tmp_path):
     for folder in ("run", "preset"):
         loaded = ks.Translator.load(str(tmp_path / folder))
         assert loaded.translate(TEXTS) == translator.translate(TEXTS)
+
+
+def test_keras_hub_seq2seq_lm_from_preset_gives_the_translator_back(
+    two_vocabulary_translator, tmp_path
+):
+    preset = str(tmp_path / "preset")
+    two_vocabulary_translator.save_to_preset(preset)
+    loaded = keras_hub.models.Seq2SeqLM.from_preset(preset)
+    assert isinstance(loaded, ks.Translator)
+    assert isinstance(loaded.preprocessor, ks.TranslatorPreprocessor)
+    assert loaded.source_tokenizer.lowercase and not loaded.target_tokenizer.lowercase
+    assert loaded.generate(TEXTS) == two_vocabulary_translator.translate(TEXTS)
+    preprocessor = keras_hub.models.Seq2SeqLMPreprocessor.from_preset(preset)
+    assert isinstance(preprocessor, ks.TranslatorPreprocessor)
+    assert preprocessor.max_length == two_vocabulary_translator.model.max_length
+
+
+PRESET_OF_EARLIER_VERSIONS = os.path.join(
+    os.path.dirname(__file__), "fixtures", "main_preset"
+)
+
+
+def test_a_preset_saved_by_earlier_versions_loads_and_translates_as_its_run():
+    """`fixtures/main_preset` is `fixtures/main_run` saved by
+    `Translator.save_to_preset` at commit 319eace (no task.json)."""
+    assert not os.path.exists(os.path.join(PRESET_OF_EARLIER_VERSIONS, "task.json"))
+    run = os.path.join(os.path.dirname(__file__), "fixtures", "main_run")
+    with open(os.path.join(run, "expected.json"), encoding="utf-8") as f:
+        expected = json.load(f)
+    loaded = ks.Translator.from_preset(PRESET_OF_EARLIER_VERSIONS)
+    case = expected["greedy"]
+    assert loaded.translate(expected["texts"], batch_size=8, **case["options"]) == (
+        case["translations"]
+    )

@@ -370,13 +370,14 @@ def test_a_request_of_thousands_of_strings_is_answered_in_bounded_chunks(
     # The library runs the same code: the strings reach the tokenizer one
     # chunk at a time (blank ones are left out), never all at once.
     sizes = []
-    encode = ceremony.encode_sources
+    preprocessor = translator.preprocessor
+    encode = preprocessor.encode_sources
 
-    def counting_encode(tokenizer, texts, max_length):
+    def counting_encode(texts):
         sizes.append(int(tf.size(texts)))
-        return encode(tokenizer, texts, max_length)
+        return encode(texts)
 
-    monkeypatch.setattr(ceremony, "encode_sources", counting_encode)
+    monkeypatch.setattr(preprocessor, "encode_sources", counting_encode)
     assert got == translator.translate(texts, batch_size=256, jit_compile=False)
     assert ceremony.REQUEST_CHUNK == 1024 and sizes == [1023, 1024, 951]
 

@@ -105,7 +105,7 @@ def test_a_run_trains_and_saves_in_its_dtype_policy(tmp_path):
     import json
 
     from keras_stageshow.datasets.synthetic import stage_language_pairs
-    from keras_stageshow.models.translator import load_model
+    from keras_stageshow.run_dir import load_model
     from keras_stageshow.training.run import train_translation_run
 
     source, target = stage_language_pairs(200, seed=1)
@@ -124,21 +124,21 @@ def test_a_run_trains_and_saves_in_its_dtype_policy(tmp_path):
 
 
 def test_a_saved_run_keeps_what_it_did_before_a_setting_existed(monkeypatch):
-    from keras_stageshow.training import run as run_module
+    from keras_stageshow.training import recipe
 
     # Even when today's defaults differ, a run saved before these settings
     # existed resumes with the values its code used.
-    monkeypatch.setitem(run_module.DEFAULT_SETTINGS, "attention_dropout_rate", 0.1)
-    monkeypatch.setitem(run_module.DEFAULT_SETTINGS, "dtype_policy", "auto")
-    saved = {k: v for k, v in run_module.DEFAULT_SETTINGS.items()
-             if k not in run_module.SETTINGS_BEFORE_THEY_EXISTED}
-    settings = run_module.settings_of_saved_run({**saved, "d_model": 64})
+    monkeypatch.setitem(recipe.DEFAULT_SETTINGS, "attention_dropout_rate", 0.1)
+    monkeypatch.setitem(recipe.DEFAULT_SETTINGS, "dtype_policy", "auto")
+    saved = {k: v for k, v in recipe.DEFAULT_SETTINGS.items()
+             if k not in recipe.SETTINGS_BEFORE_THEY_EXISTED}
+    settings = recipe.settings_of_saved_run({**saved, "d_model": 64})
     assert settings["attention_dropout_rate"] == 0.0
     assert settings["dtype_policy"] == "float32"
     assert settings["bounded_shapes"] is False
     assert settings["d_model"] == 64
     # A setting the run saved is kept as saved.
-    assert run_module.settings_of_saved_run(
+    assert recipe.settings_of_saved_run(
         {**saved, "attention_dropout_rate": 0.2}
     )["attention_dropout_rate"] == 0.2
 
@@ -148,7 +148,7 @@ def test_a_run_resumes_with_every_default_setting_passed_again(tmp_path):
     import json
 
     from keras_stageshow.datasets.synthetic import stage_language_pairs
-    from keras_stageshow.training.run import DEFAULT_SETTINGS
+    from keras_stageshow.training.recipe import DEFAULT_SETTINGS
     from keras_stageshow.training.run import train_translation_run
 
     # As benchmarks/multi30k.py calls it: every default, `bounded_shapes`
@@ -172,3 +172,33 @@ def test_a_run_resumes_with_every_default_setting_passed_again(tmp_path):
         train_translation_run(out, *pairs, verbose=0, **{**settings, "d_model": 32})
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["status"] == "complete" and run["epochs_done"] == 1
+
+
+def test_a_resumed_run_refuses_changed_settings_by_name():
+    from keras_stageshow.training import recipe
+
+    saved = recipe.new_run_settings({"d_model": 16, "dtype_policy": "float32"})
+    assert saved["bounded_shapes"] is False  # None follows jit_compile
+    # Resumable settings are applied; "auto" and None keep what was saved.
+    resumed = recipe.resumed_run_settings(
+        saved, {"epochs": 3, "dtype_policy": "auto", "bounded_shapes": None}, "run"
+    )
+    assert resumed == {**saved, "epochs": 3}
+    with pytest.raises(ValueError, match=r"run holds a run with other settings "
+                       r"\(d_model: 16 -> 32, seed: 0 -> 1\)"):
+        recipe.resumed_run_settings(saved, {"seed": 1, "d_model": 32}, "run")
+    with pytest.raises(TypeError, match="Unknown training settings"):
+        recipe.check_settings({"d_modle": 16})
+
+
+def test_history_rows_after_the_resumed_epoch_are_dropped(tmp_path):
+    from keras_stageshow.training.callbacks import trim_history
+
+    trim_history(tmp_path, 1)  # no history yet: nothing to do
+    history = tmp_path / "history.csv"
+    rows = "epoch,loss\n0,2.0\n1,1.5\n2,1.2\n"
+    history.write_text(rows)
+    trim_history(tmp_path, 3)
+    assert history.read_text() == rows
+    trim_history(tmp_path, 1)  # a run resumed at epoch 1 trains 1 and 2 again
+    assert history.read_text() == "epoch,loss\n0,2.0\n"

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from keras_stageshow.special_ids import END_ID
-from keras_stageshow.special_ids import START_ID
+from keras_stageshow.models.translator_preprocessor import pack_sources
+from keras_stageshow.models.translator_preprocessor import pack_targets
 
 
 def tokenize_pairs(
@@ -16,8 +16,6 @@ def tokenize_pairs(
     `max_length` tokens (the source keeps its end token; a cut target
     loses it). Returns two ragged int32 tensors.
     """
-    import tensorflow as tf
-
     if len(source_texts) != len(target_texts):
         raise ValueError(
             f"`source_texts` has {len(source_texts)} sentences but "
@@ -27,12 +25,8 @@ def tokenize_pairs(
         raise ValueError("`source_texts` is empty: there is nothing to train on.")
     if max_length < 2:
         raise ValueError(f"`max_length` must be at least 2; received {max_length}.")
-    source = source_tokenizer.tokenize(list(source_texts))[:, : max_length - 1]
-    end = tf.fill([source.nrows(), 1], END_ID)
-    source = tf.concat([source, end], axis=1)
-    target = target_tokenizer.tokenize(list(target_texts))[:, : max_length - 1]
-    start = tf.fill([target.nrows(), 1], START_ID)
-    target = tf.concat([start, target, end], axis=1)[:, : max_length + 1]
+    source = pack_sources(source_tokenizer.tokenize(list(source_texts)), max_length)
+    target = pack_targets(target_tokenizer.tokenize(list(target_texts)), max_length)
     return source, target
 
 

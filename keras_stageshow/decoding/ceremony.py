@@ -6,9 +6,9 @@ tokens (or translations), written once.
 the code below, so "the served graph translates exactly as the library" is
 true by construction, not by copies kept equal by hand:
 
-- `check_options`: the strategies and their options, checked once;
-- `encode_sources`: texts -> source ids, cut to `max_length - 1` subwords
-  plus the end token;
+- the strategies are samplers (`decoding/samplers.py`), checked when made;
+- texts -> source ids is the preprocessor's (`TranslatorPreprocessor.
+  encode_sources`: cut to `max_length - 1` subwords plus the end token);
 - `default_limits`: how many tokens each row may vote (source length + 50,
   the paper, capped at `max_length`), or a fixed `max_new_tokens`;
 - `shape_buckets`: batch rounded up to a power of two, lengths to a
@@ -33,7 +33,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_stageshow.decoding import samplers
 from keras_stageshow.decoding import strategies
+from keras_stageshow.generation_options import DEFAULTS
 from keras_stageshow.layers.utils import check_token_ids
 from keras_stageshow.layers.utils import is_int
 from keras_stageshow.special_ids import END_ID
@@ -41,7 +43,6 @@ from keras_stageshow.special_ids import PAD_ID
 from keras_stageshow.special_ids import START_ID
 from keras_stageshow.utf8 import valid_utf8
 
-STRATEGIES = ("greedy", "beam", "sample")
 # The paper's maximum output length: input length + 50.
 EXTRA_TOKENS = 50
 LENGTH_BUCKET = 16
@@ -53,61 +54,6 @@ REQUEST_CHUNK = 1024
 BLANK_PATTERN = r"[\t-\r\x{1c}-\x{1f}\x{85}\p{Z}]*"
 
 
-def check_options(
-    strategy="greedy",
-    num_beams=4,
-    length_penalty=0.6,
-    temperature=1.0,
-    top_k=None,
-    top_p=None,
-    *,
-    vocabulary_size,
-    use_cache=True,
-):
-    """The options of one strategy, checked, as a dict (hashable values)."""
-    vocab = vocabulary_size
-    if strategy not in STRATEGIES:
-        raise ValueError(
-            f"`strategy` must be one of {STRATEGIES}; received {strategy!r}."
-        )
-    if not use_cache and strategy != "greedy":
-        raise ValueError(
-            "`use_cache=False` is the greedy reference only; use "
-            f"`use_cache=True` for strategy={strategy!r}."
-        )
-    if strategy == "greedy":
-        return {"strategy": "greedy"}
-    if strategy == "beam":
-        if not is_int(num_beams) or not 1 <= num_beams <= vocab // 2:
-            raise ValueError(
-                f"`num_beams` must be an int in [1, {vocab // 2}]; received "
-                f"{num_beams!r}."
-            )
-        if not length_penalty >= 0:
-            raise ValueError(
-                f"`length_penalty` must be >= 0; received {length_penalty!r}."
-            )
-        return {
-            "strategy": "beam",
-            "num_beams": int(num_beams),
-            "length_penalty": float(length_penalty),
-        }
-    if not temperature > 0:
-        raise ValueError(f"`temperature` must be > 0; received {temperature!r}.")
-    if top_k is not None and not (is_int(top_k) and 1 <= top_k <= vocab):
-        raise ValueError(
-            f"`top_k` must be an int in [1, {vocab}] or None; received {top_k!r}."
-        )
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"`top_p` must be in (0, 1] or None; received {top_p!r}.")
-    return {
-        "strategy": "sample",
-        "temperature": float(temperature),
-        "top_k": None if top_k is None else int(top_k),
-        "top_p": None if top_p is None else float(top_p),
-    }
-
-
 def check_max_new_tokens(max_new_tokens, max_length):
     if max_new_tokens is not None and (
         not is_int(max_new_tokens) or not 0 < max_new_tokens <= max_length
@@ -117,17 +63,6 @@ def check_max_new_tokens(max_new_tokens, max_length):
             f"or None; received {max_new_tokens!r}."
         )
     return None if max_new_tokens is None else int(max_new_tokens)
-
-
-def encode_sources(tokenizer, texts, max_length):
-    """Texts -> `(source_ids, lengths)`: 0-padded int32 ids `(rows, longest)`,
-    each row cut to `max_length - 1` subwords and ended with the end token,
-    and each row's length `(rows,)`. TensorFlow ops (eager or graph)."""
-    import tensorflow as tf
-
-    ids = tokenizer.tokenize(texts)[:, : max_length - 1]
-    ids = tf.concat([ids, tf.fill([ids.nrows(), 1], END_ID)], axis=1)
-    return ids.to_tensor(), tf.cast(ids.row_lengths(), tf.int32)
 
 
 def source_lengths(source_ids):
@@ -204,9 +139,10 @@ class AwardsCeremony:
         # Shape bucket and options -> the traced loop.
         self.traced_functions = {}
 
-    def generate(self, source_ids, limits, options, seed=None):
+    def generate(self, source_ids, limits, sampler):
         """Decodes `source_ids` `(batch, source_len)` (0-padded), each row
-        voting at most `limits[row]` tokens, with the checked `options`.
+        voting at most `limits[row]` tokens, with `sampler` (a sampler of
+        `decoding/samplers.py`).
 
         Returns `(tokens (batch, max(limits)) int32, scores (batch,))`,
         numpy when `traced`, tensors otherwise.
@@ -229,22 +165,23 @@ class AwardsCeremony:
             ),
             ops.pad(limits, [[0, batch_bucket - batch]]),
         ]
-        if options["strategy"] == "sample":
+        if sampler.needs_uniform:
+            seed = sampler.seed
             generator = keras.random.SeedGenerator(seed) if seed is not None else None
             inputs.append(
                 keras.random.uniform((steps_bucket, batch_bucket), seed=generator)
             )
         if self.traced:
-            key = (batch_bucket, length_bucket, steps_bucket, *sorted(options.items()))
+            key = (batch_bucket, length_bucket, steps_bucket, sampler.options())
             loop = self.traced_functions.get(key)
             if loop is None:
-                loop = self._trace(steps_bucket, options)
+                loop = self._trace(steps_bucket, sampler)
                 self.traced_functions[key] = loop
             tokens, scores = loop(*inputs)
             tokens = ops.convert_to_numpy(tokens)
             scores = ops.convert_to_numpy(scores)
         else:
-            loop = functools.partial(self._loop, **options)
+            loop = functools.partial(self._loop, sampler=sampler)
             if self.jit_compile:
                 # The opt-in XLA export: the loop is an XLA cluster of the
                 # graph, compiled when a shape bucket is first met.
@@ -254,24 +191,47 @@ class AwardsCeremony:
             tokens, scores = loop(*inputs, steps=steps_bucket)
         return tokens[:batch, :steps], scores[:batch]
 
-    def _loop(self, source_ids, limits, uniform=None, *, steps, strategy, **options):
-        if strategy == "beam":
-            return strategies.beam_search(
-                self.model, source_ids, limits, steps, self.start_id, self.end_id,
-                self.cache_write, options["num_beams"], options["length_penalty"],
-            )
-        return strategies.greedy_search(
-            self.model, source_ids, limits, steps, self.start_id, self.end_id,
-            self.cache_write, uniform, **options,
+    def _loop(self, source_ids, limits, uniform=None, *, steps, sampler):
+        """The show performed once, the caches, and `sampler`'s loop over
+        the `next` step built here from the backbone."""
+        next, cache = self._next_step(source_ids, steps, sampler.num_beams)
+        return sampler(
+            next, cache, limits, steps, self.start_id, self.end_id, uniform=uniform
         )
 
-    def _trace(self, steps, options):
+    def _next_step(self, source_ids, steps, repeat):
+        """`(next, cache)`: the step a sampler runs, `next(rumour (rows, 1),
+        cache, index) -> (logits (rows, vocab), cache)`, and the empty
+        self-attention cache for `steps` votes of `batch * repeat` rows.
+        The show and its cross-attention keys/values are computed here,
+        once; every beam of a sentence watches the same show."""
+        model = self.model
+        # (batch, source_len, d_model), (batch, source_len)
+        enc_output, source_mask = model.call_encoder(source_ids)
+        if repeat > 1:
+            enc_output = ops.repeat(enc_output, repeat, axis=0)
+            source_mask = ops.repeat(source_mask, repeat, axis=0)
+        rows = ops.shape(enc_output)[0]
+        assessment = model.oscar_assessment
+        cross_cache = assessment.compute_cross_attention_cache(enc_output)
+        cache = assessment.empty_self_attention_cache(rows, steps, self.cache_write)
+        cache_write = self.cache_write
+
+        def next(rumour, cache, index):
+            logits, (cache, _) = model.call_decoder_with_cache(
+                rumour, source_mask, (cache, cross_cache), index, cache_write
+            )
+            return strategies.never_vote_padding(logits), cache
+
+        return next, cache
+
+    def _trace(self, steps, sampler):
         """One traced loop per shape bucket: a `tf.function` with the
         TensorFlow backend (XLA with `jit_compile`); other backends run the
         loop as it is (JAX's `while_loop` compiles its body by itself)."""
 
         def loop(*inputs):
-            return self._loop(*inputs, steps=steps, **options)
+            return self._loop(*inputs, steps=steps, sampler=sampler)
 
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
@@ -279,10 +239,7 @@ class AwardsCeremony:
             return tf.function(loop, autograph=False, jit_compile=self.jit_compile)
         return loop
 
-    def translate(
-        self, texts, source_tokenizer, target_tokenizer, options, batch_size=32,
-        max_new_tokens=None, seed=None,
-    ):
+    def translate(self, texts, preprocessor, sampler, batch_size, max_new_tokens=None):
         """Strings `[n]` -> `(translations [n] strings, scores [n] float32)`.
 
         Invalid UTF-8 bytes become U+FFFD first (`utf8.valid_utf8`), so a
@@ -290,10 +247,10 @@ class AwardsCeremony:
         `REQUEST_CHUNK` at a time (rounded up to whole batches), so memory
         stays that of one chunk however many strings come. In each chunk,
         blank strings give `""` and score 0 without running the model; the
-        others are encoded (`encode_sources`), sorted longest first and
-        decoded `batch_size` at a time, then returned in the input's order.
-        TensorFlow ops: eager tensors from the library, symbolic ones in the
-        exported graph.
+        others are encoded (`preprocessor.encode_sources`), sorted longest
+        first and decoded `batch_size` at a time, then returned in the
+        input's order (`preprocessor.detokenize`). TensorFlow ops: eager
+        tensors from the library, symbolic ones in the exported graph.
         """
         import tensorflow as tf
 
@@ -306,27 +263,20 @@ class AwardsCeremony:
         def request_chunk(chunk):
             part = texts[chunk * chunk_rows : (chunk + 1) * chunk_rows]
             return self._translate_chunk(
-                part, source_tokenizer, target_tokenizer, options, batch_size,
-                max_new_tokens, seed,
+                part, preprocessor, sampler, batch_size, max_new_tokens
             )
 
         translations, scores = _concatenated_over_chunks(chunks, request_chunk)
         return tf.ensure_shape(translations, [None]), tf.reshape(scores, [count])
 
-    def _translate_chunk(
-        self, texts, source_tokenizer, target_tokenizer, options, batch_size,
-        max_new_tokens, seed,
-    ):
+    def _translate_chunk(self, texts, preprocessor, sampler, batch_size, max_new_tokens):
         """`translate` for one chunk of valid UTF-8 strings."""
         import tensorflow as tf
 
         count = tf.size(texts)
         blank = tf.strings.regex_full_match(texts, BLANK_PATTERN)
         todo = tf.reshape(tf.where(~blank), [-1])
-        max_length = self.model.max_length
-        source_ids, lengths = encode_sources(
-            source_tokenizer, tf.gather(texts, todo), max_length
-        )
+        source_ids, lengths = preprocessor.encode_sources(tf.gather(texts, todo))
         # Longest first, so a chunk's rows are about as long as each other.
         order = tf.argsort(-lengths, stable=True)
         rows = tf.size(order)
@@ -337,9 +287,9 @@ class AwardsCeremony:
             chosen_lengths = tf.gather(lengths, chosen)
             width = tf.reduce_max(chosen_lengths)
             chosen_ids = tf.gather(source_ids, chosen)[:, :width]
-            limits = default_limits(chosen_lengths, max_length, max_new_tokens)
-            tokens, chunk_scores = self.generate(chosen_ids, limits, options, seed)
-            return target_tokenizer.detokenize(tokens), chunk_scores
+            limits = default_limits(chosen_lengths, self.model.max_length, max_new_tokens)
+            tokens, chunk_scores = self.generate(chosen_ids, limits, sampler)
+            return preprocessor.detokenize(tokens), chunk_scores
 
         translations, scores = _concatenated_over_chunks(chunks, chunk_body)
         # Back to the input's order; blank strings get "" and score 0
@@ -410,14 +360,14 @@ def check_jit_compile(jit_compile):
 def generate(
     model,
     source_ids,
-    max_new_tokens=None,
-    strategy="greedy",
-    num_beams=4,
-    length_penalty=0.6,
-    temperature=1.0,
-    top_k=None,
-    top_p=None,
-    seed=None,
+    max_new_tokens=DEFAULTS.max_new_tokens,
+    strategy=DEFAULTS.strategy,
+    num_beams=DEFAULTS.num_beams,
+    length_penalty=DEFAULTS.length_penalty,
+    temperature=DEFAULTS.temperature,
+    top_k=DEFAULTS.top_k,
+    top_p=DEFAULTS.top_p,
+    seed=DEFAULTS.seed,
     start_id=START_ID,
     end_id=END_ID,
     use_cache=True,
@@ -487,16 +437,21 @@ def generate(
             )
     max_new_tokens = check_max_new_tokens(max_new_tokens, model.max_length)
     jit_compile = check_jit_compile(jit_compile)
-    options = check_options(
-        strategy, num_beams, length_penalty, temperature, top_k, top_p,
-        vocabulary_size=model.target_vocab_size, use_cache=use_cache,
-    )
+    sampler = samplers.from_options(
+        strategy, num_beams=num_beams, length_penalty=length_penalty,
+        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+    ).check(model.target_vocab_size)
+    if not use_cache and strategy != "greedy":
+        raise ValueError(
+            "`use_cache=False` is the greedy reference only; use "
+            f"`use_cache=True` for strategy={strategy!r}."
+        )
     limits = ops.convert_to_numpy(
         default_limits(source_lengths(source), model.max_length, max_new_tokens)
     )
     if use_cache:
         ceremony = ceremony_for(model, jit_compile, start_id, end_id)
-        tokens, scores = ceremony.generate(source, limits, options, seed)
+        tokens, scores = ceremony.generate(source, limits, sampler)
     else:
         steps = int(limits.max())
         tokens, scores = strategies.uncached_greedy(

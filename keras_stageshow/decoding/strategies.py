@@ -1,26 +1,19 @@
 """The awards ceremony's loops: cached greedy decoding, sampling and beam
 search, and the uncached greedy reference they are tested against.
 
-Every strategy runs the same step: the latest rumour (token) goes through
-the Oscar assessment with the key/value caches (`AskQuestions`' keys and
-values gain one position a step; `WatchShow`'s are projected from the
-show once), and `Voting` gives the next token's logits. The loops are
-`keras.ops.while_loop`s over fixed-size tensors, so one trace serves every
-call with the same shapes (the shape buckets of `decoding/ceremony.py`,
-which is the only caller). How a step writes the self-attention cache is
-the caller's explicit `cache_write` (see `layers/kv_cache.py`).
-
-keras-hub's samplers run a loop like this one, but its `BeamSampler` has no
-length penalty (the paper's alpha) and its random samplers keep their seed
-in a variable, which would make a seeded call depend on earlier calls; so
-the strategies are written here, on one shared step.
+Every strategy runs the same step, `next(rumour, cache, index) ->
+(logits, cache)`, which the task supplies (`AwardsCeremony._next_step`: the
+latest rumour goes through the Oscar assessment with the key/value caches,
+and `Voting` gives the next token's logits); a loop never sees the model.
+The loops are `keras.ops.while_loop`s over fixed-size tensors, so one trace
+serves every call with the same shapes (the shape buckets of
+`decoding/ceremony.py`). The samplers of `decoding/samplers.py` run them.
 """
 
 import numpy as np
 from keras import ops
 
 from keras_stageshow.layers.kv_cache import reorder_cache
-from keras_stageshow.layers.masks import padding_mask_from_ids
 from keras_stageshow.special_ids import PAD_ID
 
 NEG_INF = -1e9
@@ -38,35 +31,6 @@ def length_penalty(length, alpha):
     """GNMT's length penalty, used by the paper (alpha = 0.6):
     `((5 + length) / 6) ** alpha`."""
     return ops.power((5.0 + ops.cast(length, "float32")) / 6.0, alpha)
-
-
-def _decoder_step(model, rumour, source_mask, caches, index, cache_write):
-    """One vote. rumour (rows, 1) -> logits (rows, vocab), new caches."""
-    self_cache, cross_cache = caches
-    dec_output, self_cache = model.oscar_assessment.call_with_cache(
-        rumour, self_cache, cross_cache, index, source_mask, cache_write
-    )
-    # (rows, vocab), float32 (Voting's output is always float32).
-    logits = never_vote_padding(model.voting(dec_output)[:, 0, :])
-    return logits, (self_cache, cross_cache)
-
-
-def _perform(model, source_ids, rows, steps, cache_write, repeat=1):
-    """The show, performed once, and the caches for `steps` votes."""
-    # (batch, source_len)
-    source_mask = padding_mask_from_ids(source_ids)
-    # (batch, source_len, d_model)
-    enc_output = model.stage_show(
-        source_ids, padding_mask=source_mask, training=False
-    )
-    if repeat > 1:
-        # Every beam of a sentence watches the same show.
-        enc_output = ops.repeat(enc_output, repeat, axis=0)
-        source_mask = ops.repeat(source_mask, repeat, axis=0)
-    assessment = model.oscar_assessment
-    cross_cache = assessment.compute_cross_attention_cache(enc_output)
-    self_cache = assessment.empty_self_attention_cache(rows, steps, cache_write)
-    return source_mask, (self_cache, cross_cache)
 
 
 def pick_sample(logits, uniform, temperature=1.0, top_k=None, top_p=None):
@@ -99,13 +63,12 @@ def pick_sample(logits, uniform, temperature=1.0, top_k=None, top_p=None):
 
 
 def greedy_search(
-    model,
-    source_ids,
+    next,
+    cache,
     limits,
     steps,
     start_id,
     end_id,
-    cache_write,
     uniform=None,
     temperature=1.0,
     top_k=None,
@@ -114,17 +77,17 @@ def greedy_search(
     """Greedy decoding, or sampling when `uniform` (steps, batch) is given.
 
     Args:
-        source_ids: int (batch, source_len).
+        next: the task's step, `next(rumour (batch, 1), cache, index) ->
+            (logits (batch, vocab), cache)`.
+        cache: the empty self-attention cache `next` fills.
         limits: int (batch,), tokens each row may generate (<= steps).
         steps: int, the loop's size (and the self-attention cache length).
-        cache_write: how a step writes the cache (`layers/kv_cache.py`).
 
     Returns `(tokens (batch, steps) int32, scores (batch,) float32)`: each
     row's tokens end with `end_id` (or stop at its limit) and are 0 after;
     the score is the sum of the model's log-probabilities of the tokens.
     """
-    batch = ops.shape(source_ids)[0]
-    source_mask, caches = _perform(model, source_ids, batch, steps, cache_write)
+    batch = ops.shape(limits)[0]
     # (batch, 1 + steps): the start token, then the votes.
     tokens = ops.concatenate(
         [
@@ -137,14 +100,12 @@ def greedy_search(
     done = ops.less_equal(limits, 0)
     positions = ops.arange(steps + 1, dtype="int32")
 
-    def keep_going(index, tokens, scores, done, caches):
+    def keep_going(index, tokens, scores, done, cache):
         return ops.logical_and(index < steps, ops.logical_not(ops.all(done)))
 
-    def step(index, tokens, scores, done, caches):
+    def step(index, tokens, scores, done, cache):
         rumour = ops.slice(tokens, [0, index], [batch, 1])
-        logits, caches = _decoder_step(
-            model, rumour, source_mask, caches, index, cache_write
-        )
+        logits, cache = next(rumour, cache, index)
         log_probs = ops.log_softmax(logits, axis=-1)
         if uniform is None:
             vote = ops.cast(ops.argmax(logits, axis=-1), "int32")
@@ -159,18 +120,15 @@ def greedy_search(
         here = ops.equal(positions, index + 1)
         tokens = ops.where(here, ops.expand_dims(vote, 1), tokens)
         done = done | ops.equal(vote, end_id) | ops.greater_equal(index + 1, limits)
-        return index + 1, tokens, scores, done, caches
+        return index + 1, tokens, scores, done, cache
 
     _, tokens, scores, _, _ = ops.while_loop(
-        keep_going, step, (0, tokens, scores, done, caches)
+        keep_going, step, (0, tokens, scores, done, cache)
     )
     return tokens[:, 1:], scores
 
 
-def beam_search(
-    model, source_ids, limits, steps, start_id, end_id, cache_write, num_beams,
-    alpha,
-):
+def beam_search(next, cache, limits, steps, start_id, end_id, num_beams, alpha):
     """Beam search with the paper's length penalty.
 
     Keeps `num_beams` live hypotheses per sentence. A hypothesis ends when
@@ -180,15 +138,15 @@ def beam_search(
     when its `num_beams` best finished hypotheses cannot be beaten by any
     live one, even at the longest length.
 
+    `next` and `cache` are as in `greedy_search`, for `batch * num_beams`
+    rows (each sentence's beams next to each other).
+
     Returns `(tokens (batch, steps) int32, scores (batch,) float32)` of the
     best finished hypothesis of each sentence.
     """
-    batch = ops.shape(source_ids)[0]
+    batch = ops.shape(limits)[0]
     k = num_beams
     rows = batch * k
-    source_mask, caches = _perform(
-        model, source_ids, rows, steps, cache_write, repeat=k
-    )
     limits = ops.cast(limits, "int32")
     # Hypotheses: (batch, beams, 1 + steps), the start token first.
     seqs = ops.concatenate(
@@ -219,15 +177,13 @@ def beam_search(
         here = ops.equal(positions, index + 1)  # (1 + steps,)
         return ops.where(here, ops.expand_dims(tokens, -1), hyps)
 
-    def keep_going(index, seqs, alive, finished_seqs, finished, done, caches):
+    def keep_going(index, seqs, alive, finished_seqs, finished, done, cache):
         return ops.logical_and(index < steps, ops.logical_not(ops.all(done)))
 
-    def step(index, seqs, alive, finished_seqs, finished, done, caches):
+    def step(index, seqs, alive, finished_seqs, finished, done, cache):
         # (batch * beams, 1)
         rumour = ops.reshape(seqs[:, :, index], (rows, 1))
-        logits, caches = _decoder_step(
-            model, rumour, source_mask, caches, index, cache_write
-        )
+        logits, cache = next(rumour, cache, index)
         vocab = ops.shape(logits)[-1]
         # (batch, beams, vocab)
         log_probs = ops.reshape(ops.log_softmax(logits, -1), (batch, k, vocab))
@@ -265,8 +221,7 @@ def beam_search(
         parent = ops.take_along_axis(parent, pick, 1)
         # Each live beam takes its parent's caches. (batch * beams,)
         rows_from = ops.reshape(ops.cast(parent, "int32") + offsets, (rows,))
-        self_cache, cross_cache = caches
-        self_cache = [reorder_cache(c, rows_from) for c in self_cache]
+        cache = [reorder_cache(c, rows_from) for c in cache]
 
         # Done: the worst kept finished hypothesis beats the best a live
         # one could still reach (log P only falls; the penalty grows to
@@ -284,13 +239,13 @@ def beam_search(
             finished_seqs,
             finished,
             done,
-            (self_cache, cross_cache),
+            cache,
         )
 
     _, _, _, finished_seqs, finished, _, _ = ops.while_loop(
         keep_going,
         step,
-        (0, seqs, alive, finished_seqs, finished, done, caches),
+        (0, seqs, alive, finished_seqs, finished, done, cache),
     )
     best = finished_seqs[:, 0, 1:]
     # Nothing after the end token.

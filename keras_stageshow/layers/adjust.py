@@ -2,9 +2,11 @@
 
 import keras
 
+from keras_stageshow.layers.arguments import ADJUST_ARGUMENTS
+from keras_stageshow.layers.arguments import arguments_config
+from keras_stageshow.layers.arguments import store_arguments
 from keras_stageshow.layers.utils import check_last_dim
 from keras_stageshow.layers.utils import check_rank
-from keras_stageshow.layers.utils import check_rate
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
@@ -43,9 +45,7 @@ class Adjust(keras.layers.Layer):
         self, dropout_rate=0.1, norm_first=False, layer_norm_epsilon=1e-5, **kwargs
     ):
         super().__init__(**kwargs)
-        self.dropout_rate = check_rate(dropout_rate, "dropout_rate")
-        self.norm_first = bool(norm_first)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        store_arguments(self, locals(), ADJUST_ARGUMENTS)
         self.supports_masking = True
 
     def build(self, inputs_shape):
@@ -80,11 +80,5 @@ class Adjust(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "dropout_rate": self.dropout_rate,
-                "norm_first": self.norm_first,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-            }
-        )
+        config.update(arguments_config(self, ADJUST_ARGUMENTS))
         return config

@@ -3,14 +3,17 @@
 import keras
 
 from keras_stageshow.layers.adjust import Adjust
+from keras_stageshow.layers.arguments import ADJUST_ARGUMENTS
+from keras_stageshow.layers.arguments import BLOCK_ARGUMENTS
+from keras_stageshow.layers.arguments import arguments_config
+from keras_stageshow.layers.arguments import rehearsal_arguments
+from keras_stageshow.layers.arguments import store_arguments
+from keras_stageshow.layers.arguments import sublayer_arguments
 from keras_stageshow.layers.masks import resolve_padding_mask
 from keras_stageshow.layers.rehearsal import Rehearsal
-from keras_stageshow.layers.utils import check_heads
 from keras_stageshow.layers.utils import check_last_dim
-from keras_stageshow.layers.utils import check_positive_int
 from keras_stageshow.layers.utils import check_rank
-from keras_stageshow.layers.utils import check_rate
-from keras_stageshow.layers.utils import clone_initializer
+from keras_stageshow.layers.utils import split_outputs
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
@@ -21,9 +24,9 @@ class AskQuestions(keras.layers.Layer):
     itself and earlier positions only (the look-ahead mask, paper section
     3.2.3), never to the future and never to padding. Then `Adjust`.
 
-    During the awards ceremony (cached decoding) `call_with_cache` takes one
-    new token at a time with a key/value cache of the earlier ones
-    (`empty_cache`) and returns `(output, updated_cache)`.
+    During the awards ceremony (cached decoding) `call` takes one new token
+    at a time with a key/value cache of the earlier ones (`empty_cache`)
+    and returns `(output, self_attention_cache)`.
 
     Args:
         num_heads: int, attention heads; must divide `d_model`.
@@ -40,9 +43,15 @@ class AskQuestions(keras.layers.Layer):
             given, the input's Keras mask), True = real token.
         return_attention_scores: bool, also return the attention weights.
         training: bool, whether dropout is active.
+        self_attention_cache: optional, for one decoding step: `target` is
+            `(batch, 1, d_model)`, the token at
+            `self_attention_cache_update_index`, and attends to itself and
+            the cached earlier tokens (the look-ahead mask is the only mask).
+        self_attention_cache_update_index: int, the step's position.
+        cache_write: how the step writes the cache (`layers/kv_cache.py`).
 
     Returns `target`'s update `(batch, target_len, d_model)`, or
-    `(output, scores)`.
+    `(output, scores)`, or with a cache `(output, self_attention_cache)`.
 
     Example:
     >>> ask = AskQuestions(num_heads=2)
@@ -65,36 +74,19 @@ class AskQuestions(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.num_heads = check_positive_int(num_heads, "num_heads")
-        self.dropout_rate = check_rate(dropout_rate, "dropout_rate")
-        self.attention_dropout_rate = check_rate(
-            attention_dropout_rate, "attention_dropout_rate"
-        )
-        self.norm_first = bool(norm_first)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        store_arguments(self, locals(), BLOCK_ARGUMENTS)
         self.supports_masking = True
 
     def build(self, target_shape):
         check_rank(target_shape, 3, "target", "of shape (batch, seq_len, d_model)")
         self.d_model = target_shape[-1]
         self.rehearsal = Rehearsal(
-            self.num_heads,
-            check_heads(self.d_model, self.num_heads, "target's last dimension"),
-            dropout=self.attention_dropout_rate,
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            bias_initializer=clone_initializer(self.bias_initializer),
-            dtype=self.dtype_policy,
+            **rehearsal_arguments(self, "target's last dimension"),
             name="self_attention",
         )
         self.rehearsal.build(target_shape, target_shape)
         self.adjust = Adjust(
-            self.dropout_rate,
-            norm_first=self.norm_first,
-            layer_norm_epsilon=self.layer_norm_epsilon,
-            dtype=self.dtype_policy,
-            name="adjust",
+            **sublayer_arguments(self, ADJUST_ARGUMENTS), name="adjust"
         )
         self.adjust.build(target_shape)
         self.built = True
@@ -106,8 +98,17 @@ class AskQuestions(keras.layers.Layer):
         return_attention_scores=False,
         training=None,
         mask=None,
+        self_attention_cache=None,
+        self_attention_cache_update_index=None,
+        cache_write="slice_update",
     ):
         check_last_dim(target, self.d_model, "target")
+        cached = self_attention_cache is not None
+        if cached and self_attention_cache_update_index is None:
+            raise ValueError(
+                "`self_attention_cache` needs `self_attention_cache_update_index`, "
+                "the position of the step's token."
+            )
         padding_mask = resolve_padding_mask(padding_mask, mask)
         residual = target
         x = self.adjust.pre_norm(target)
@@ -120,48 +121,23 @@ class AskQuestions(keras.layers.Layer):
             use_causal_mask=True,
             return_attention_scores=return_attention_scores,
             training=training,
+            cache=self_attention_cache,
+            cache_update_index=self_attention_cache_update_index,
+            cache_write=cache_write,
         )
-        x, scores = outputs if return_attention_scores else (outputs, None)
+        x, scores_or_cache = split_outputs(outputs, return_attention_scores or cached)
         x = self.adjust(x, residual, training=training)
-        return (x, scores) if return_attention_scores else x
+        return x if scores_or_cache is None else (x, scores_or_cache)
 
     def empty_cache(self, batch_size, length, cache_write="slice_update"):
         """A zero key/value cache for `length` decoding steps (see
         `Rehearsal.empty_cache`)."""
         return self.rehearsal.empty_cache(batch_size, length, cache_write)
 
-    def call_with_cache(
-        self, target, cache, cache_update_index, cache_write="slice_update"
-    ):
-        """One decoding step: `target` `(batch, 1, d_model)` is the token at
-        `cache_update_index`; it attends to itself and the cached earlier
-        tokens (real tokens only: the look-ahead mask is the only mask).
-        Returns `(output, cache)`."""
-        residual = target
-        x = self.adjust.pre_norm(target)
-        x, cache = self.rehearsal.call_with_cache(
-            x, cache, cache_update_index, cache_write=cache_write
-        )
-        return self.adjust(x, residual, training=False), cache
-
     def compute_output_shape(self, target_shape):
         return target_shape
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "num_heads": self.num_heads,
-                "dropout_rate": self.dropout_rate,
-                "attention_dropout_rate": self.attention_dropout_rate,
-                "norm_first": self.norm_first,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
-            }
-        )
+        config.update(arguments_config(self, BLOCK_ARGUMENTS))
         return config

@@ -2,12 +2,16 @@
 
 import keras
 
+from keras_stageshow.layers.arguments import BLOCK_ARGUMENTS
+from keras_stageshow.layers.arguments import FEED_FORWARD_ARGUMENTS
+from keras_stageshow.layers.arguments import ROUND_ARGUMENTS
+from keras_stageshow.layers.arguments import arguments_config
+from keras_stageshow.layers.arguments import store_arguments
+from keras_stageshow.layers.arguments import sublayer_arguments
 from keras_stageshow.layers.ask_questions import AskQuestions
 from keras_stageshow.layers.assessment_discussion import AssessmentDiscussion
-from keras_stageshow.layers.utils import check_positive_int
 from keras_stageshow.layers.utils import check_rank
-from keras_stageshow.layers.utils import check_rate
-from keras_stageshow.layers.utils import clone_initializer
+from keras_stageshow.layers.utils import split_outputs
 from keras_stageshow.layers.watch_show import WatchShow
 
 
@@ -37,15 +41,19 @@ class AssessmentRound(keras.layers.Layer):
 
     Call arguments:
         target: `(batch, target_len, d_model)`.
-        enc_output: `(batch, source_len, d_model)`.
+        enc_output: `(batch, source_len, d_model)`, the show.
         target_mask: optional boolean `(batch, target_len)`.
         enc_output_mask: optional boolean `(batch, source_len)`.
         return_attention_scores: bool, also return a dict with the
             `"ask_questions"` and `"watch_show"` attention weights.
         training: bool, whether dropout is active.
+        self_attention_cache, self_attention_cache_update_index,
+        cache_write: for one decoding step, as in `AskQuestions`.
+        cross_attention_cache: the show's keys and values, as in
+            `WatchShow` (then `enc_output` is not needed).
 
-    Returns `(batch, target_len, d_model)`, or `(output, scores)`.
-    Cached decoding goes through `call_with_cache`.
+    Returns `(batch, target_len, d_model)`, or `(output, scores)`, or with
+    the caches `(output, self_attention_cache, cross_attention_cache)`.
 
     Example:
     >>> round_ = AssessmentRound(num_heads=2, d_ff=32)
@@ -71,49 +79,26 @@ class AssessmentRound(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.num_heads = check_positive_int(num_heads, "num_heads")
-        self.d_ff = check_positive_int(d_ff, "d_ff")
-        self.dropout_rate = check_rate(dropout_rate, "dropout_rate")
-        self.attention_dropout_rate = check_rate(
-            attention_dropout_rate, "attention_dropout_rate"
-        )
-        self.activation = keras.activations.get(activation)
-        self.norm_first = bool(norm_first)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        store_arguments(self, locals(), ROUND_ARGUMENTS)
         self.supports_masking = True
 
     def build(self, target_shape, enc_output_shape):
         check_rank(target_shape, 3, "target", "of shape (batch, seq_len, d_model)")
         self.d_model = target_shape[-1]
-        shared = dict(
-            dropout_rate=self.dropout_rate,
-            norm_first=self.norm_first,
-            layer_norm_epsilon=self.layer_norm_epsilon,
-            dtype=self.dtype_policy,
-        )
-        attention = dict(
-            num_heads=self.num_heads,
-            attention_dropout_rate=self.attention_dropout_rate,
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            bias_initializer=clone_initializer(self.bias_initializer),
-            **shared,
-        )
         # Ask questions (masked self-attention).
-        self.ask_questions = AskQuestions(name="ask_questions", **attention)
+        self.ask_questions = AskQuestions(
+            **sublayer_arguments(self, BLOCK_ARGUMENTS), name="ask_questions"
+        )
         self.ask_questions.build(target_shape)
         # Watch the show and answer the questions (cross-attention).
-        self.watch_show = WatchShow(name="watch_show", **attention)
+        self.watch_show = WatchShow(
+            **sublayer_arguments(self, BLOCK_ARGUMENTS), name="watch_show"
+        )
         self.watch_show.build(target_shape, enc_output_shape)
         # Assessment discussion (feed-forward).
         self.assessment_discussion = AssessmentDiscussion(
-            self.d_ff,
-            activation=self.activation,
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            bias_initializer=clone_initializer(self.bias_initializer),
+            **sublayer_arguments(self, FEED_FORWARD_ARGUMENTS),
             name="assessment_discussion",
-            **shared,
         )
         self.assessment_discussion.build(target_shape)
         self.built = True
@@ -121,21 +106,33 @@ class AssessmentRound(keras.layers.Layer):
     def call(
         self,
         target,
-        enc_output,
+        enc_output=None,
         target_mask=None,
         enc_output_mask=None,
         return_attention_scores=False,
         training=None,
+        self_attention_cache=None,
+        self_attention_cache_update_index=None,
+        cross_attention_cache=None,
+        cache_write="slice_update",
     ):
+        cached = self_attention_cache is not None or cross_attention_cache is not None
+        if cached and return_attention_scores:
+            raise ValueError("Attention scores come without a cache only.")
+        # Ask questions (masked self-attention). (batch, target_len, d_model)
         questions = self.ask_questions(
             target,
             padding_mask=target_mask,
             return_attention_scores=return_attention_scores,
             training=training,
+            self_attention_cache=self_attention_cache,
+            self_attention_cache_update_index=self_attention_cache_update_index,
+            cache_write=cache_write,
         )
-        questions, ask_scores = (
-            questions if return_attention_scores else (questions, None)
+        questions, ask_scores_or_cache = split_outputs(
+            questions, return_attention_scores or self_attention_cache is not None
         )
+        # Watch the show and answer the questions (cross-attention).
         answers = self.watch_show(
             questions,
             enc_output,
@@ -143,51 +140,27 @@ class AssessmentRound(keras.layers.Layer):
             enc_output_mask=enc_output_mask,
             return_attention_scores=return_attention_scores,
             training=training,
+            cross_attention_cache=cross_attention_cache,
         )
-        answers, watch_scores = (
-            answers if return_attention_scores else (answers, None)
+        answers, watch_scores_or_cache = split_outputs(
+            answers, return_attention_scores or cross_attention_cache is not None
         )
+        # Assessment discussion (feed-forward).
         x = self.assessment_discussion(answers, training=training)
+        if cached:
+            # The self-attention cache updated, the cross-attention one as given.
+            return x, ask_scores_or_cache, watch_scores_or_cache
         if return_attention_scores:
-            return x, {"ask_questions": ask_scores, "watch_show": watch_scores}
+            return x, {
+                "ask_questions": ask_scores_or_cache,
+                "watch_show": watch_scores_or_cache,
+            }
         return x
-
-    def call_with_cache(
-        self, target, self_cache, cross_cache, cache_update_index,
-        enc_output_mask, cache_write="slice_update",
-    ):
-        """One decoding step of this round. `target` `(batch, 1, d_model)` is
-        the token at `cache_update_index`; `self_cache` comes from
-        `ask_questions.empty_cache`, `cross_cache` from
-        `watch_show.compute_cache`. Returns `(output, self_cache)`."""
-        questions, self_cache = self.ask_questions.call_with_cache(
-            target, self_cache, cache_update_index, cache_write
-        )
-        answers = self.watch_show.call_with_cache(
-            questions, cross_cache, enc_output_mask
-        )
-        return self.assessment_discussion(answers, training=False), self_cache
 
     def compute_output_shape(self, target_shape, enc_output_shape=None):
         return target_shape
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "num_heads": self.num_heads,
-                "d_ff": self.d_ff,
-                "dropout_rate": self.dropout_rate,
-                "attention_dropout_rate": self.attention_dropout_rate,
-                "activation": keras.activations.serialize(self.activation),
-                "norm_first": self.norm_first,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
-            }
-        )
+        config.update(arguments_config(self, ROUND_ARGUMENTS))
         return config

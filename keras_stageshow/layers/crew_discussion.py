@@ -3,11 +3,14 @@
 import keras
 
 from keras_stageshow.layers.adjust import Adjust
-from keras_stageshow.layers.utils import clone_initializer
+from keras_stageshow.layers.arguments import ADJUST_ARGUMENTS
+from keras_stageshow.layers.arguments import FEED_FORWARD_ARGUMENTS
+from keras_stageshow.layers.arguments import arguments_config
+from keras_stageshow.layers.arguments import store_arguments
+from keras_stageshow.layers.arguments import sublayer_arguments
 from keras_stageshow.layers.utils import check_last_dim
-from keras_stageshow.layers.utils import check_positive_int
 from keras_stageshow.layers.utils import check_rank
-from keras_stageshow.layers.utils import check_rate
+from keras_stageshow.layers.utils import clone_initializer
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
@@ -51,13 +54,7 @@ class CrewDiscussion(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.d_ff = check_positive_int(d_ff, "d_ff")
-        self.dropout_rate = check_rate(dropout_rate, "dropout_rate")
-        self.activation = keras.activations.get(activation)
-        self.norm_first = bool(norm_first)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        store_arguments(self, locals(), FEED_FORWARD_ARGUMENTS)
         self.supports_masking = True
 
     def build(self, x_shape):
@@ -81,11 +78,7 @@ class CrewDiscussion(keras.layers.Layer):
         )
         self.output_dense.build((*x_shape[:-1], self.d_ff))
         self.adjust = Adjust(
-            self.dropout_rate,
-            norm_first=self.norm_first,
-            layer_norm_epsilon=self.layer_norm_epsilon,
-            dtype=self.dtype_policy,
-            name="adjust",
+            **sublayer_arguments(self, ADJUST_ARGUMENTS), name="adjust"
         )
         self.adjust.build(x_shape)
         self.built = True
@@ -103,20 +96,5 @@ class CrewDiscussion(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "d_ff": self.d_ff,
-                "dropout_rate": self.dropout_rate,
-                "activation": keras.activations.serialize(self.activation),
-                "norm_first": self.norm_first,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
-            }
-        )
+        config.update(arguments_config(self, FEED_FORWARD_ARGUMENTS))
         return config
-

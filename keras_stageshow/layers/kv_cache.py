@@ -3,8 +3,9 @@ and how one step's keys and values are written into it.
 
 A cache is a pair `(keys, values)`, each `(batch, num_heads, cache_len,
 head_dim)`: head-major, the layout attention's batched matmuls read without
-a transpose. How a step's row is written is chosen explicitly by the
-decoding core, never by hidden state:
+a transpose. How a step's row is written (and so what the step then reads,
+`visible_cache`) is chosen explicitly by the decoding core, never by hidden
+state:
 
 - `"slice_update"`: `keras.ops.slice_update`, a dynamic-update-slice. XLA
   (and JAX) update the buffer in place. With TensorFlow it lowers to the
@@ -27,6 +28,8 @@ decoding core, never by hidden state:
 
 from keras import backend
 from keras import ops
+
+from keras_stageshow.layers.masks import causal_mask
 
 CACHE_WRITES = ("slice_update", "in_place")
 
@@ -84,6 +87,24 @@ def write_cache(cache, index, keys, values, cache_write):
             return ops.slice_update(old, [0, 0, index, 0], ops.cast(new, old.dtype))
 
     return write(cache[0], keys), write(cache[1], values)
+
+
+def visible_cache(cache, index, cache_write):
+    """What the step at position `index` attends to once its row is
+    written: `(keys, values, mask)`.
+
+    With `"in_place"` (no XLA) shapes may change from step to step: the
+    filled prefix, no mask. With `"slice_update"` XLA needs one shape: the
+    whole cache under the look-ahead mask, which hides the rows not yet
+    written.
+    """
+    keys, values = cache
+    if cache_write == "in_place":
+        # (batch, heads, index + 1, dim)
+        filled = index + 1
+        return keys[:, :, :filled], values[:, :, :filled], None
+    # (1, 1, cache_len)
+    return keys, values, causal_mask(1, ops.shape(keys)[2], index)
 
 
 def reorder_cache(cache, rows):

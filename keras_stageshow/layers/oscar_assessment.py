@@ -2,13 +2,17 @@
 
 import keras
 
+from keras_stageshow.layers.arguments import PREPROCESS_ARGUMENTS
+from keras_stageshow.layers.arguments import STACK_ARGUMENTS
+from keras_stageshow.layers.arguments import arguments_config
+from keras_stageshow.layers.arguments import build_rounds
+from keras_stageshow.layers.arguments import final_norm
+from keras_stageshow.layers.arguments import store_arguments
+from keras_stageshow.layers.arguments import sublayer_arguments
 from keras_stageshow.layers.assessment_round import AssessmentRound
 from keras_stageshow.layers.masks import padding_mask_from_ids
 from keras_stageshow.layers.preprocess import Preprocess
-from keras_stageshow.layers.utils import check_heads
-from keras_stageshow.layers.utils import check_positive_int
 from keras_stageshow.layers.utils import check_rank
-from keras_stageshow.layers.utils import check_rate
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
@@ -29,8 +33,8 @@ class OscarAssessment(keras.layers.Layer):
 
     Cached decoding (the awards ceremony): `compute_cross_attention_cache`
     projects the show once per source, `empty_self_attention_cache` gives
-    empty self-attention caches, and `call_with_cache` decodes the token at
-    one position and returns `(dec_output, self_attention_cache)`.
+    empty self-attention caches, and `call` with both caches decodes the
+    token at one position (`self_attention_cache_update_index`).
 
     Args:
         vocabulary_size: int, target vocabulary size.
@@ -48,9 +52,20 @@ class OscarAssessment(keras.layers.Layer):
         return_attention_scores: bool, also return a dict of per-round lists
             `{"ask_questions": [...], "watch_show": [...]}`.
         training: bool, whether dropout is active.
+        self_attention_cache: optional list, one `AskQuestions` cache a
+            round (`empty_self_attention_cache`), for one decoding step:
+            `target_ids` `(batch, 1)` is the token at
+            `self_attention_cache_update_index` (int).
+        cross_attention_cache: optional list, one `WatchShow` cache a round
+            (`compute_cross_attention_cache`); then `enc_output` is not
+            needed.
+        cache_write: how a step writes the self-attention caches,
+            `"slice_update"` or `"in_place"` (`layers/kv_cache.py`).
 
     Returns `dec_output` `(batch, target_len, d_model)`, or
-    `(dec_output, scores)`.
+    `(dec_output, scores)`, or with caches
+    `(dec_output, self_attention_cache, cross_attention_cache)`, the first
+    updated, the second as given.
 
     Example:
     >>> assessment = OscarAssessment(vocabulary_size=100, num_layers=2,
@@ -80,36 +95,16 @@ class OscarAssessment(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.vocabulary_size = check_positive_int(vocabulary_size, "vocabulary_size")
-        self.num_layers = check_positive_int(num_layers, "num_layers")
-        self.d_model = check_positive_int(d_model, "d_model")
-        self.num_heads = check_positive_int(num_heads, "num_heads")
-        check_heads(self.d_model, self.num_heads)
-        self.d_ff = check_positive_int(d_ff, "d_ff")
-        self.dropout_rate = check_rate(dropout_rate, "dropout_rate")
-        self.max_length = check_positive_int(max_length, "max_length")
-        self.attention_dropout_rate = check_rate(
-            attention_dropout_rate, "attention_dropout_rate"
-        )
-        self.activation = keras.activations.get(activation)
-        self.norm_first = bool(norm_first)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        store_arguments(self, locals(), STACK_ARGUMENTS)
         self.supports_masking = True
         # Rumours -> dig into the story.
         self.preprocess = Preprocess(
-            vocabulary_size,
-            d_model,
-            max_length=max_length,
-            dropout_rate=dropout_rate,
+            **sublayer_arguments(self, PREPROCESS_ARGUMENTS),
             token_embedding=token_embedding,
-            dtype=self.dtype_policy,
             name="preprocess",
         )
-        self.final_norm = None
-        if self.norm_first:
-            self.final_norm = keras.layers.LayerNormalization(
-                epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="final_norm"
-            )
+        # Pre-norm only: the LayerNorm after the last assessment round.
+        self.final_norm = final_norm(self)
 
     def build(self, target_ids_shape, enc_output_shape):
         check_rank(target_ids_shape, 2, "token_ids", "of shape (batch, seq_len)")
@@ -118,21 +113,10 @@ class OscarAssessment(keras.layers.Layer):
         )
         self.preprocess.build(target_ids_shape)
         hidden_shape = (*target_ids_shape, self.d_model)
-        self.assessment_rounds = []
-        for i in range(self.num_layers):
-            assessment_round = AssessmentRound(
-                self.num_heads,
-                self.d_ff,
-                dropout_rate=self.dropout_rate,
-                attention_dropout_rate=self.attention_dropout_rate,
-                activation=self.activation,
-                norm_first=self.norm_first,
-                layer_norm_epsilon=self.layer_norm_epsilon,
-                dtype=self.dtype_policy,
-                name=f"assessment_round_{i}",
-            )
-            assessment_round.build(hidden_shape, enc_output_shape)
-            self.assessment_rounds.append(assessment_round)
+        # Assessment rounds: ask, watch, discuss, `num_layers` times.
+        self.assessment_rounds = build_rounds(
+            self, AssessmentRound, "assessment_round", hidden_shape, enc_output_shape
+        )
         if self.final_norm is not None:
             self.final_norm.build(hidden_shape)
         self.built = True
@@ -140,19 +124,33 @@ class OscarAssessment(keras.layers.Layer):
     def call(
         self,
         target_ids,
-        enc_output,
+        enc_output=None,
         target_mask=None,
         enc_output_mask=None,
         return_attention_scores=False,
         training=None,
+        self_attention_cache=None,
+        self_attention_cache_update_index=None,
+        cross_attention_cache=None,
+        cache_write="slice_update",
     ):
         if target_mask is None:
             # (batch, target_len)
             target_mask = padding_mask_from_ids(target_ids)
+        index = self_attention_cache_update_index
+        cached = self_attention_cache is not None or cross_attention_cache is not None
+        no_caches = [None] * self.num_layers
         # Rumours -> dig into the story. (batch, target_len, d_model)
-        x = self.preprocess(target_ids, training=training)
+        x = self.preprocess(
+            target_ids, start_index=0 if index is None else index, training=training
+        )
         scores = {"ask_questions": [], "watch_show": []}
-        for assessment_round in self.assessment_rounds:
+        updated_caches = []
+        for assessment_round, self_cache, cross_cache in zip(
+            self.assessment_rounds,
+            no_caches if self_attention_cache is None else self_attention_cache,
+            no_caches if cross_attention_cache is None else cross_attention_cache,
+        ):
             x = assessment_round(
                 x,
                 enc_output,
@@ -160,13 +158,25 @@ class OscarAssessment(keras.layers.Layer):
                 enc_output_mask=enc_output_mask,
                 return_attention_scores=return_attention_scores,
                 training=training,
+                self_attention_cache=self_cache,
+                self_attention_cache_update_index=index,
+                cross_attention_cache=cross_cache,
+                cache_write=cache_write,
             )
-            if return_attention_scores:
+            if cached:
+                # The self-attention cache updated; the show's is read only.
+                x, self_cache, _ = x
+                updated_caches.append(self_cache)
+            elif return_attention_scores:
                 x, round_scores = x
                 for key, value in round_scores.items():
                     scores[key].append(value)
         if self.final_norm is not None:
             x = self.final_norm(x)
+        if cached:
+            if self_attention_cache is not None:
+                self_attention_cache = updated_caches
+            return x, self_attention_cache, cross_attention_cache
         return (x, scores) if return_attention_scores else x
 
     def compute_cross_attention_cache(self, enc_output):
@@ -183,28 +193,6 @@ class OscarAssessment(keras.layers.Layer):
             for assessment_round in self.assessment_rounds
         ]
 
-    def call_with_cache(
-        self, target_ids, self_attention_cache, cross_attention_cache,
-        cache_update_index, enc_output_mask, cache_write="slice_update",
-    ):
-        """One step of the awards ceremony: `target_ids` `(batch, 1)` is the
-        token at position `cache_update_index`. Returns
-        `(dec_output (batch, 1, d_model), self_attention_cache)`; the
-        `cache_write` op is explained in `layers/kv_cache.py`."""
-        x = self.preprocess(target_ids, start_index=cache_update_index, training=False)
-        new_caches = []
-        for assessment_round, self_cache, cross_cache in zip(
-            self.assessment_rounds, self_attention_cache, cross_attention_cache
-        ):
-            x, self_cache = assessment_round.call_with_cache(
-                x, self_cache, cross_cache, cache_update_index, enc_output_mask,
-                cache_write,
-            )
-            new_caches.append(self_cache)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        return x, new_caches
-
     def compute_mask(self, target_ids, enc_output=None, target_mask=None, **kwargs):
         return padding_mask_from_ids(target_ids) if target_mask is None else target_mask
 
@@ -213,19 +201,5 @@ class OscarAssessment(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "vocabulary_size": self.vocabulary_size,
-                "num_layers": self.num_layers,
-                "d_model": self.d_model,
-                "num_heads": self.num_heads,
-                "d_ff": self.d_ff,
-                "dropout_rate": self.dropout_rate,
-                "max_length": self.max_length,
-                "attention_dropout_rate": self.attention_dropout_rate,
-                "activation": keras.activations.serialize(self.activation),
-                "norm_first": self.norm_first,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-            }
-        )
+        config.update(arguments_config(self, STACK_ARGUMENTS))
         return config

@@ -3,15 +3,19 @@
 import keras
 
 from keras_stageshow.layers.adjust import Adjust
+from keras_stageshow.layers.arguments import ADJUST_ARGUMENTS
+from keras_stageshow.layers.arguments import FEED_FORWARD_ARGUMENTS
+from keras_stageshow.layers.arguments import ROUND_ARGUMENTS
+from keras_stageshow.layers.arguments import arguments_config
+from keras_stageshow.layers.arguments import rehearsal_arguments
+from keras_stageshow.layers.arguments import store_arguments
+from keras_stageshow.layers.arguments import sublayer_arguments
 from keras_stageshow.layers.crew_discussion import CrewDiscussion
 from keras_stageshow.layers.masks import resolve_padding_mask
 from keras_stageshow.layers.rehearsal import Rehearsal
-from keras_stageshow.layers.utils import check_heads
 from keras_stageshow.layers.utils import check_last_dim
-from keras_stageshow.layers.utils import check_positive_int
 from keras_stageshow.layers.utils import check_rank
-from keras_stageshow.layers.utils import check_rate
-from keras_stageshow.layers.utils import clone_initializer
+from keras_stageshow.layers.utils import split_outputs
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
@@ -72,52 +76,24 @@ class PracticeRound(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.num_heads = check_positive_int(num_heads, "num_heads")
-        self.d_ff = check_positive_int(d_ff, "d_ff")
-        self.dropout_rate = check_rate(dropout_rate, "dropout_rate")
-        self.attention_dropout_rate = check_rate(
-            attention_dropout_rate, "attention_dropout_rate"
-        )
-        self.activation = keras.activations.get(activation)
-        self.norm_first = bool(norm_first)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        store_arguments(self, locals(), ROUND_ARGUMENTS)
         self.supports_masking = True
 
     def build(self, x_shape):
         check_rank(x_shape, 3, "x", "of shape (batch, seq_len, d_model)")
         self.d_model = x_shape[-1]
-        key_dim = check_heads(self.d_model, self.num_heads, "x's last dimension")
         # Script interpretation and rehearsal (self-attention).
         self.rehearsal = Rehearsal(
-            self.num_heads,
-            key_dim,
-            dropout=self.attention_dropout_rate,
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            bias_initializer=clone_initializer(self.bias_initializer),
-            dtype=self.dtype_policy,
-            name="rehearsal",
+            **rehearsal_arguments(self, "x's last dimension"), name="rehearsal"
         )
         self.rehearsal.build(x_shape, x_shape)
         self.rehearsal_adjust = Adjust(
-            self.dropout_rate,
-            norm_first=self.norm_first,
-            layer_norm_epsilon=self.layer_norm_epsilon,
-            dtype=self.dtype_policy,
-            name="rehearsal_adjust",
+            **sublayer_arguments(self, ADJUST_ARGUMENTS), name="rehearsal_adjust"
         )
         self.rehearsal_adjust.build(x_shape)
         # Crew discussion (feed-forward).
         self.crew_discussion = CrewDiscussion(
-            self.d_ff,
-            dropout_rate=self.dropout_rate,
-            activation=self.activation,
-            norm_first=self.norm_first,
-            layer_norm_epsilon=self.layer_norm_epsilon,
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            bias_initializer=clone_initializer(self.bias_initializer),
-            dtype=self.dtype_policy,
+            **sublayer_arguments(self, FEED_FORWARD_ARGUMENTS),
             name="crew_discussion",
         )
         self.crew_discussion.build(x_shape)
@@ -148,7 +124,7 @@ class PracticeRound(keras.layers.Layer):
             return_attention_scores=return_attention_scores,
             training=training,
         )
-        x, scores = outputs if return_attention_scores else (outputs, None)
+        x, scores = split_outputs(outputs, return_attention_scores)
         x = self.rehearsal_adjust(x, residual, training=training)
 
         # Crew discussion.
@@ -160,21 +136,5 @@ class PracticeRound(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "num_heads": self.num_heads,
-                "d_ff": self.d_ff,
-                "dropout_rate": self.dropout_rate,
-                "attention_dropout_rate": self.attention_dropout_rate,
-                "activation": keras.activations.serialize(self.activation),
-                "norm_first": self.norm_first,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
-            }
-        )
+        config.update(arguments_config(self, ROUND_ARGUMENTS))
         return config

@@ -3,7 +3,11 @@
 import keras
 from keras import ops
 
+from keras_stageshow.layers import fused_projection
 from keras_stageshow.layers import kv_cache
+from keras_stageshow.layers.arguments import PROJECTION_ARGUMENTS
+from keras_stageshow.layers.arguments import arguments_config
+from keras_stageshow.layers.arguments import store_arguments
 from keras_stageshow.layers.masks import causal_mask
 from keras_stageshow.layers.masks import merge_attention_masks
 from keras_stageshow.layers.masks import resolve_padding_mask
@@ -34,13 +38,12 @@ class Rehearsal(keras.layers.Layer):
     subclassed, and with four additions:
 
     - fused projections: Q/K/V (self-attention) or K/V (one sequence) run
-      as one 2-D matmul on the flattened kernels. Keras's `EinsumDense` is a
-      broadcasting BatchMatMul on TensorFlow whose kernel gradient is a
-      per-sequence product summed over the batch, the largest cost in the
-      profile of a training step (benchmarks/README.md);
-    - a key/value cache for the awards ceremony (`compute_cache`,
-      `call_with_cache`), so a decoding step attends over stored keys and
-      values instead of re-projecting the prefix;
+      as one 2-D matmul on the flattened kernels, much faster to train on
+      TensorFlow (`layers/fused_projection.py`);
+    - a key/value cache for the awards ceremony (`call`'s `cache`
+      arguments, made by `empty_cache` and `compute_cache`), so a decoding
+      step attends over stored keys and values instead of re-projecting the
+      prefix, through the same projections and attention as `call` without;
     - softmax always in float32 with boolean masking (no `-1e9` that
       overflows float16), also on the path that returns attention weights;
     - a query with no visible key at all (a row that is entirely padding)
@@ -65,7 +68,8 @@ class Rehearsal(keras.layers.Layer):
 
     Call arguments:
         query: `(batch, query_len, d_model)`.
-        value: `(batch, key_len, d_model)`.
+        value: `(batch, key_len, d_model)`; not needed with a cross-attention
+            `cache`.
         key: optional `(batch, key_len, d_model)`, defaults to `value`.
         attention_mask: optional boolean, broadcastable to
             `(batch, query_len, key_len)`.
@@ -76,9 +80,19 @@ class Rehearsal(keras.layers.Layer):
         return_attention_scores: bool, also return the attention weights
             `(batch, num_heads, query_len, key_len)`.
         training: bool, whether attention dropout is active.
+        cache: optional `(keys, values)`, each `(batch, num_heads, len, dim)`,
+            for one decoding step (its query is a real token: no
+            `query_mask`). Self-attention (an `empty_cache`): the step's keys
+            and values are written at `cache_update_index`, and the query
+            sees positions `0 .. cache_update_index`. Cross-attention (a
+            `compute_cache`, no index): read as it is, `value_mask` over it.
+        cache_update_index: int, the step's position.
+        cache_write: how the step is written, `"slice_update"` or
+            `"in_place"` (`layers/kv_cache.py`).
 
     Returns `output` `(batch, query_len, output_width)`, or
-    `(output, scores)` with `return_attention_scores`.
+    `(output, scores)` with `return_attention_scores`, or with a `cache`
+    `(output, cache)` (the cache updated, or as given for cross-attention).
 
     Example:
     >>> rehearsal = Rehearsal(num_heads=2, key_dim=8)
@@ -120,12 +134,7 @@ class Rehearsal(keras.layers.Layer):
         if output_shape is not None:
             output_shape = check_positive_int(output_shape, "output_shape")
         self.output_width = output_shape
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
+        store_arguments(self, locals(), PROJECTION_ARGUMENTS)
         self.seed = seed
         self.supports_masking = True
 
@@ -182,7 +191,7 @@ class Rehearsal(keras.layers.Layer):
     def call(
         self,
         query,
-        value,
+        value=None,
         key=None,
         query_mask=None,
         value_mask=None,
@@ -191,32 +200,48 @@ class Rehearsal(keras.layers.Layer):
         use_causal_mask=False,
         return_attention_scores=False,
         training=None,
+        cache=None,
+        cache_update_index=None,
+        cache_write="slice_update",
     ):
         check_last_dim(query, None, "query")
-        check_last_dim(value, None, "value")
-        key = value if key is None else key
+        if cache is not None and return_attention_scores:
+            raise ValueError("Attention scores come without a `cache` only.")
+        key_padding_mask = resolve_padding_mask(key_mask, value_mask)
+        causal = None
+        if cache is None:
+            # 3 x (batch, len, num_heads, dim)
+            query, key, value = self._project_heads(query, key, value)
+            if use_causal_mask:
+                causal = causal_mask(ops.shape(query)[1], ops.shape(key)[1])
+        elif cache_update_index is None:
+            # Cross-attention step over `compute_cache`'s keys and values.
+            (query,) = self._project(query, self.query_dense)
+            key, value = cache
+            query_mask = None
+        else:
+            # Self-attention step: the token's keys and values join the
+            # cache, and the look-ahead mask over it is the only mask.
+            query, cache, (key, value, causal) = self._add_to_cache(
+                query, key, value, cache, cache_update_index, cache_write
+            )
+            query_mask = key_padding_mask = None
         attention_mask = merge_attention_masks(
             attention_mask,
-            key_padding_mask=resolve_padding_mask(key_mask, value_mask),
+            key_padding_mask=key_padding_mask,
             query_padding_mask=query_mask,
-            causal=(
-                causal_mask(ops.shape(query)[1], ops.shape(key)[1])
-                if use_causal_mask
-                else None
-            ),
+            causal=causal,
         )
-        if query is key and key is value:
-            # Self-attention: Q, K and V in one matmul.
-            query, key, value = self._project(
-                query, self.query_dense, self.key_dense, self.value_dense
-            )
-        else:
-            (query,) = self._project(query, self.query_dense)
-            key, value = self.project_key_value(key, value)
         output, scores = self._attend(
-            query, key, value, attention_mask, training, return_attention_scores
+            query, key, value, attention_mask, training, return_attention_scores,
+            head_major=cache is not None,
         )
-        output = self._output_projection(output)
+        # (batch, query_len, output_width)
+        output = fused_projection.project_output(
+            output, self.output_dense, self.use_bias
+        )
+        if cache is not None:
+            return output, cache
         return (output, scores) if return_attention_scores else output
 
     def compute_cache(self, value, key=None):
@@ -238,75 +263,47 @@ class Rehearsal(keras.layers.Layer):
             self.compute_dtype, cache_write,
         )
 
-    def call_with_cache(
-        self, query, cache, cache_update_index=None, key_padding_mask=None,
-        cache_write="slice_update",
-    ):
-        """Attention of a decoding step over a cache; returns `(output, cache)`.
-
-        With `cache_update_index` (self-attention): `query` is the token at
-        that position; its keys and values are written into `cache` (an
-        `empty_cache`, written with `cache_write`, see `layers/kv_cache.py`)
-        and it attends to positions `0 .. cache_update_index` (the filled
-        prefix with `"in_place"`, the whole cache under a look-ahead mask with
-        `"slice_update"`, whose XLA programs need fixed shapes). Without it
-        (cross-attention): `cache` is `compute_cache`'s read-only pair,
-        returned unchanged, with `key_padding_mask` `(batch, key_len)`.
-
-        # query: (batch, 1, d_model) -> output: (batch, 1, output_width)
+    def _add_to_cache(self, query, key, value, cache, index, cache_write):
+        """The self-attention step of the token at `index`: its Q, K and V,
+        K and V written into `cache` (`layers/kv_cache.py`). Returns
+        `(query, cache, (keys, values, mask))`, what the query attends to.
         """
-        if cache_update_index is None:
-            (queries,) = self._project(query, self.query_dense)
-            keys, values = cache
-            mask = None
-            if key_padding_mask is not None:
-                # (batch, 1, 1, key_len)
-                mask = ops.expand_dims(ops.expand_dims(key_padding_mask, 1), 1)
-        else:
-            if cache_write == "in_place":
-                # Without XLA, fusing would concatenate the kernels anew at
-                # every step: one matmul each is faster.
-                queries, new_keys, new_values = (
-                    self._project(query, dense)[0]
-                    for dense in (self.query_dense, self.key_dense, self.value_dense)
-                )
-            else:
-                # XLA hoists the kernels' concatenation out of the loop: one
-                # matmul (2x faster at batch 1 than three).
-                queries, new_keys, new_values = self._project(
-                    query, self.query_dense, self.key_dense, self.value_dense
-                )
-            # (batch, 1, heads, dim) -> (batch, heads, 1, dim)
-            cache = kv_cache.write_cache(
-                cache,
-                cache_update_index,
-                ops.transpose(new_keys, (0, 2, 1, 3)),
-                ops.transpose(new_values, (0, 2, 1, 3)),
-                cache_write,
-            )
-            keys, values = cache
-            if cache_write == "in_place":
-                # Without XLA, shapes may change from step to step: read
-                # only the filled prefix. (batch, heads, index + 1, dim)
-                filled = cache_update_index + 1
-                keys, values, mask = keys[:, :, :filled], values[:, :, :filled], None
-            else:
-                # XLA needs one shape: the whole cache, with the look-ahead
-                # mask. (1, 1, 1, cache_len)
-                mask = ops.expand_dims(
-                    causal_mask(1, ops.shape(keys)[2], cache_update_index), 1
-                )
-        # Attention over the head-major cache. (batch, heads, 1, key_len)
-        queries = queries * ops.cast(self.key_dim**-0.5, queries.dtype)
-        logits = ops.cast(ops.einsum("btnh,bnsh->bnts", queries, keys), "float32")
-        if mask is not None:
-            logits = ops.where(mask, logits, _FLOAT32_MASK_VALUE)
-        weights = ops.softmax(logits, axis=-1)
-        # (batch, 1, heads, value_dim)
-        output = ops.einsum("bnts,bnsh->btnh", ops.cast(weights, values.dtype), values)
-        # (A row whose source is all padding, as the decoding core's batch
-        # padding is, gets finite values, which the core drops.)
-        return self._output_projection(output), cache
+        # Without XLA, fusing would concatenate the kernels anew at every
+        # step: one matmul each is faster. XLA hoists the concatenation out
+        # of the loop: one matmul (2x faster at batch 1 than three).
+        fuse = kv_cache.check_cache_write(cache_write) != "in_place"
+        query, key, value = self._project_heads(query, key, value, fuse)
+        # (batch, 1, heads, dim) -> (batch, heads, 1, dim)
+        cache = kv_cache.write_cache(
+            cache,
+            index,
+            ops.transpose(key, (0, 2, 1, 3)),
+            ops.transpose(value, (0, 2, 1, 3)),
+            cache_write,
+        )
+        return query, cache, kv_cache.visible_cache(cache, index, cache_write)
+
+    def _project_heads(self, query, key, value, fuse=True):
+        """Q, K and V (`key` defaults to `value`); projections that read the
+        same sequence share one matmul (with `fuse`).
+
+        # -> 3 x (batch, len, num_heads, dim)
+        """
+        if value is None:
+            raise ValueError("`Rehearsal` needs a `value` unless given a `cache`.")
+        check_last_dim(value, None, "value")
+        key = value if key is None else key
+        projections = (self.query_dense, self.key_dense, self.value_dense)
+        if not fuse:
+            return [
+                self._project(x, dense)[0]
+                for x, dense in zip((query, key, value), projections)
+            ]
+        if query is key and key is value:
+            # Self-attention: Q, K and V in one matmul.
+            return self._project(query, *projections)
+        (query,) = self._project(query, self.query_dense)
+        return (query, *self.project_key_value(key, value))
 
     def project_key_value(self, key, value):
         """K and V, in one matmul when they read the same sequence.
@@ -320,58 +317,25 @@ class Rehearsal(keras.layers.Layer):
         return key, value
 
     def _project(self, x, *projections):
-        """`x` through one or more projections in ONE 2-D matmul: the
-        kernels `(d_model, heads, dim)` flattened to `(d_model, heads * dim)`
-        and concatenated. Quantized projections (`model.quantize`) go
-        through their own call, which applies their scales.
+        """`x` through `projections` in one 2-D matmul.
 
         # x: (batch, len, d_model) -> [(batch, len, num_heads, dim)] per projection
         """
-        if any(p.dtype_policy.quantization_mode for p in projections):
-            return [p(x) for p in projections]
-        d_model = x.shape[-1]
-        kernels = [ops.reshape(p.kernel, (d_model, -1)) for p in projections]
-        widths = [k.shape[-1] for k in kernels]
-        kernel = kernels[0] if len(kernels) == 1 else ops.concatenate(kernels, 1)
-        # (batch, len, sum(widths)); a 2-D MatMul on TensorFlow
-        y = ops.matmul(x, ops.cast(kernel, x.dtype))
-        if self.use_bias:
-            biases = [ops.reshape(p.bias, (-1,)) for p in projections]
-            bias = biases[0] if len(biases) == 1 else ops.concatenate(biases, 0)
-            y = y + ops.cast(bias, y.dtype)
-        parts = [y] if len(widths) == 1 else ops.split(
-            y, [sum(widths[: i + 1]) for i in range(len(widths) - 1)], axis=-1
-        )
-        batch, length = ops.shape(x)[0], ops.shape(x)[1]
-        return [
-            ops.reshape(part, (batch, length, self.num_heads, -1)) for part in parts
-        ]
+        return fused_projection.project(x, projections, self.num_heads, self.use_bias)
 
-    def _output_projection(self, x):
-        """The output projection as one 2-D matmul (see `_project`).
-
-        # x: (batch, len, num_heads, value_dim) -> (batch, len, output_width)
-        """
-        dense = self.output_dense
-        if dense.dtype_policy.quantization_mode:
-            return dense(x)
-        batch, length = ops.shape(x)[0], ops.shape(x)[1]
-        # (num_heads, value_dim, out) -> (num_heads * value_dim, out)
-        kernel = ops.reshape(dense.kernel, (-1, dense.kernel.shape[-1]))
-        x = ops.reshape(x, (batch, length, kernel.shape[0]))
-        y = ops.matmul(x, ops.cast(kernel, x.dtype))
-        if self.use_bias:
-            y = y + ops.cast(dense.bias, y.dtype)
-        return y
-
-    def _attend(self, query, key, value, attention_mask, training, return_scores):
+    def _attend(
+        self, query, key, value, attention_mask, training, return_scores,
+        head_major=False,
+    ):
         """Scaled dot-product attention of projected heads.
 
         # query: (batch, query_len, num_heads, key_dim)
-        # key, value: (batch, key_len, num_heads, dim)
+        # key, value: (batch, key_len, num_heads, dim), or with `head_major`
+        #   a cache's (batch, num_heads, key_len, dim)
         # attention_mask: broadcastable to (batch, query_len, key_len)
         # -> (batch, query_len, num_heads, value_dim), weights or None
         """
+        kv = "bnsh" if head_major else "bsnh"
         head_mask = None
         if attention_mask is not None:
             # (batch, 1, query_len, key_len): same mask for every head.
@@ -380,8 +344,9 @@ class Rehearsal(keras.layers.Layer):
         # logits then stay sqrt(d_k) times further from float16's limit.
         query = query * ops.cast(self.key_dim**-0.5, query.dtype)
         # keras.ops.dot_product_attention takes values as wide as the keys
-        # (JAX fails otherwise); a `value_dim` of its own takes the explicit way.
-        fusable = key.shape[-1] == value.shape[-1]
+        # (JAX fails otherwise) and the (batch, len, heads, dim) layout; a
+        # `value_dim` of its own, or a cache, takes the explicit way.
+        fusable = not head_major and key.shape[-1] == value.shape[-1]
         if fusable and not (return_scores or (self.dropout > 0.0 and training)):
             # keras.ops.dot_product_attention computes the softmax in float32
             # and masks with a dtype-safe constant; on JAX/GPU it can use a
@@ -392,16 +357,18 @@ class Rehearsal(keras.layers.Layer):
             weights = None
         else:
             # (batch, num_heads, query_len, key_len)
-            logits = ops.cast(ops.einsum("btnh,bsnh->bnts", query, key), "float32")
+            logits = ops.cast(ops.einsum(f"btnh,{kv}->bnts", query, key), "float32")
             if head_mask is not None:
                 logits = ops.where(head_mask, logits, _FLOAT32_MASK_VALUE)
             weights = ops.softmax(logits, axis=-1)
-            if head_mask is not None:
+            if head_mask is not None and return_scores:
+                # A row that sees nothing: zero scores (its output is zeroed
+                # below).
                 weights = weights * ops.cast(head_mask, weights.dtype)
             weights = ops.cast(weights, value.dtype)
             dropped = self.attention_dropout(weights, training=training)
             # (batch, query_len, num_heads, value_dim)
-            output = ops.einsum("bnts,bsnh->btnh", dropped, value)
+            output = ops.einsum(f"bnts,{kv}->btnh", dropped, value)
         if attention_mask is not None:
             # A query that may see no key at all gets zeros, not an average
             # of padding. (batch, query_len, 1, 1)
@@ -415,32 +382,13 @@ class Rehearsal(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {
-                "num_heads": self.num_heads,
-                "key_dim": self.key_dim,
-                "value_dim": self.value_dim,
-                "dropout": self.dropout,
-                "use_bias": self.use_bias,
-                "output_shape": self.output_width,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
-                "kernel_regularizer": keras.regularizers.serialize(
-                    self.kernel_regularizer
-                ),
-                "bias_regularizer": keras.regularizers.serialize(
-                    self.bias_regularizer
-                ),
-                "kernel_constraint": keras.constraints.serialize(
-                    self.kernel_constraint
-                ),
-                "bias_constraint": keras.constraints.serialize(
-                    self.bias_constraint
-                ),
-                "seed": self.seed,
-            }
+            num_heads=self.num_heads,
+            key_dim=self.key_dim,
+            value_dim=self.value_dim,
+            dropout=self.dropout,
+            use_bias=self.use_bias,
+            output_shape=self.output_width,
+            seed=self.seed,
         )
+        config.update(arguments_config(self, PROJECTION_ARGUMENTS))
         return config

@@ -2,13 +2,17 @@
 
 import keras
 
+from keras_stageshow.layers.arguments import PREPROCESS_ARGUMENTS
+from keras_stageshow.layers.arguments import STACK_ARGUMENTS
+from keras_stageshow.layers.arguments import arguments_config
+from keras_stageshow.layers.arguments import build_rounds
+from keras_stageshow.layers.arguments import final_norm
+from keras_stageshow.layers.arguments import store_arguments
+from keras_stageshow.layers.arguments import sublayer_arguments
 from keras_stageshow.layers.masks import padding_mask_from_ids
 from keras_stageshow.layers.practice_round import PracticeRound
 from keras_stageshow.layers.preprocess import Preprocess
-from keras_stageshow.layers.utils import check_heads
-from keras_stageshow.layers.utils import check_positive_int
 from keras_stageshow.layers.utils import check_rank
-from keras_stageshow.layers.utils import check_rate
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
@@ -79,56 +83,25 @@ class StageShow(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.vocabulary_size = check_positive_int(vocabulary_size, "vocabulary_size")
-        self.num_layers = check_positive_int(num_layers, "num_layers")
-        self.d_model = check_positive_int(d_model, "d_model")
-        self.num_heads = check_positive_int(num_heads, "num_heads")
-        check_heads(self.d_model, self.num_heads)
-        self.d_ff = check_positive_int(d_ff, "d_ff")
-        self.dropout_rate = check_rate(dropout_rate, "dropout_rate")
-        self.max_length = check_positive_int(max_length, "max_length")
-        self.attention_dropout_rate = check_rate(
-            attention_dropout_rate, "attention_dropout_rate"
-        )
-        self.activation = keras.activations.get(activation)
-        self.norm_first = bool(norm_first)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        store_arguments(self, locals(), STACK_ARGUMENTS)
         self.supports_masking = True
         # Ideas -> story -> script -> the performers' material.
         self.preprocess = Preprocess(
-            vocabulary_size,
-            d_model,
-            max_length=max_length,
-            dropout_rate=dropout_rate,
+            **sublayer_arguments(self, PREPROCESS_ARGUMENTS),
             token_embedding=token_embedding,
-            dtype=self.dtype_policy,
             name="preprocess",
         )
-        self.final_norm = None
-        if self.norm_first:
-            self.final_norm = keras.layers.LayerNormalization(
-                epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="final_norm"
-            )
+        # Pre-norm only: the LayerNorm after the last practice round.
+        self.final_norm = final_norm(self)
 
     def build(self, token_ids_shape):
         check_rank(token_ids_shape, 2, "token_ids", "of shape (batch, seq_len)")
         self.preprocess.build(token_ids_shape)
         hidden_shape = (*token_ids_shape, self.d_model)
-        self.practice_rounds = []
-        for i in range(self.num_layers):
-            practice_round = PracticeRound(
-                self.num_heads,
-                self.d_ff,
-                dropout_rate=self.dropout_rate,
-                attention_dropout_rate=self.attention_dropout_rate,
-                activation=self.activation,
-                norm_first=self.norm_first,
-                layer_norm_epsilon=self.layer_norm_epsilon,
-                dtype=self.dtype_policy,
-                name=f"practice_round_{i}",
-            )
-            practice_round.build(hidden_shape)
-            self.practice_rounds.append(practice_round)
+        # Practice rounds: rehearsal + crew discussion, `num_layers` times.
+        self.practice_rounds = build_rounds(
+            self, PracticeRound, "practice_round", hidden_shape
+        )
         if self.final_norm is not None:
             self.final_norm.build(hidden_shape)
         self.built = True
@@ -165,19 +138,5 @@ class StageShow(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "vocabulary_size": self.vocabulary_size,
-                "num_layers": self.num_layers,
-                "d_model": self.d_model,
-                "num_heads": self.num_heads,
-                "d_ff": self.d_ff,
-                "dropout_rate": self.dropout_rate,
-                "max_length": self.max_length,
-                "attention_dropout_rate": self.attention_dropout_rate,
-                "activation": keras.activations.serialize(self.activation),
-                "norm_first": self.norm_first,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-            }
-        )
+        config.update(arguments_config(self, STACK_ARGUMENTS))
         return config

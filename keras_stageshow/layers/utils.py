@@ -1,5 +1,6 @@
 """Input checks shared by the stage-show layers, the model and the decoding
-core (each error names the argument and the fix), and `clone_initializer`.
+core (each error names the argument and the fix), `split_outputs` and
+`clone_initializer`.
 Masks live in `layers/masks.py`.
 """
 
@@ -217,6 +218,12 @@ def split_source_target(inputs, shapes=False):
             f"{type(inputs).__name__} {getattr(inputs, 'shape', '')}."
         )
     return inputs[0], inputs[1]
+
+
+def split_outputs(outputs, is_pair):
+    """`(output, second)` from a layer that returned a pair when `is_pair`
+    (with attention scores, or with a cache), else `(outputs, None)`."""
+    return outputs if is_pair else (outputs, None)
 
 
 def clone_initializer(initializer):

@@ -3,13 +3,16 @@
 import keras
 
 from keras_stageshow.layers.adjust import Adjust
+from keras_stageshow.layers.arguments import ADJUST_ARGUMENTS
+from keras_stageshow.layers.arguments import BLOCK_ARGUMENTS
+from keras_stageshow.layers.arguments import arguments_config
+from keras_stageshow.layers.arguments import rehearsal_arguments
+from keras_stageshow.layers.arguments import store_arguments
+from keras_stageshow.layers.arguments import sublayer_arguments
 from keras_stageshow.layers.rehearsal import Rehearsal
-from keras_stageshow.layers.utils import check_heads
 from keras_stageshow.layers.utils import check_last_dim
-from keras_stageshow.layers.utils import check_positive_int
 from keras_stageshow.layers.utils import check_rank
-from keras_stageshow.layers.utils import check_rate
-from keras_stageshow.layers.utils import clone_initializer
+from keras_stageshow.layers.utils import split_outputs
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
@@ -23,7 +26,8 @@ class WatchShow(keras.layers.Layer):
     already normalized by the stage show's final LayerNorm.
 
     For the awards ceremony the show's keys and values are projected once
-    per source (`compute_cache`) and each step calls `call_with_cache`.
+    per source (`compute_cache`) and each step passes them to `call` as
+    `cross_attention_cache`, instead of `enc_output`.
 
     Args:
         num_heads: int, attention heads; must divide `d_model`.
@@ -36,7 +40,8 @@ class WatchShow(keras.layers.Layer):
 
     Call arguments:
         questions: `(batch, target_len, d_model)`.
-        enc_output: `(batch, source_len, d_model)`, the show.
+        enc_output: `(batch, source_len, d_model)`, the show (not needed
+            with a `cross_attention_cache`).
         questions_mask: optional boolean `(batch, target_len)`: padded
             questions get no answer. Keras fills it from `questions`' mask.
         enc_output_mask: optional boolean `(batch, source_len)`; Keras fills
@@ -44,8 +49,11 @@ class WatchShow(keras.layers.Layer):
         return_attention_scores: bool, also return the attention weights
             `(batch, num_heads, target_len, source_len)`.
         training: bool, whether dropout is active.
+        cross_attention_cache: optional, `compute_cache`'s keys and values
+            of the show, for a decoding step (`questions_mask` unused there).
 
-    Returns `(batch, target_len, d_model)`, or `(output, scores)`.
+    Returns `(batch, target_len, d_model)`, or `(output, scores)`, or with
+    a cache `(output, cross_attention_cache)` (the cache as given).
 
     Example:
     >>> watch = WatchShow(num_heads=2)
@@ -69,15 +77,7 @@ class WatchShow(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.num_heads = check_positive_int(num_heads, "num_heads")
-        self.dropout_rate = check_rate(dropout_rate, "dropout_rate")
-        self.attention_dropout_rate = check_rate(
-            attention_dropout_rate, "attention_dropout_rate"
-        )
-        self.norm_first = bool(norm_first)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        store_arguments(self, locals(), BLOCK_ARGUMENTS)
         self.supports_masking = True
 
     def build(self, questions_shape, enc_output_shape):
@@ -89,21 +89,12 @@ class WatchShow(keras.layers.Layer):
         )
         self.d_model = questions_shape[-1]
         self.rehearsal = Rehearsal(
-            self.num_heads,
-            check_heads(self.d_model, self.num_heads, "questions' last dimension"),
-            dropout=self.attention_dropout_rate,
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            bias_initializer=clone_initializer(self.bias_initializer),
-            dtype=self.dtype_policy,
+            **rehearsal_arguments(self, "questions' last dimension"),
             name="cross_attention",
         )
         self.rehearsal.build(questions_shape, enc_output_shape)
         self.adjust = Adjust(
-            self.dropout_rate,
-            norm_first=self.norm_first,
-            layer_norm_epsilon=self.layer_norm_epsilon,
-            dtype=self.dtype_policy,
-            name="adjust",
+            **sublayer_arguments(self, ADJUST_ARGUMENTS), name="adjust"
         )
         self.adjust.build(questions_shape)
         self.built = True
@@ -111,14 +102,22 @@ class WatchShow(keras.layers.Layer):
     def call(
         self,
         questions,
-        enc_output,
+        enc_output=None,
         questions_mask=None,
         enc_output_mask=None,
         return_attention_scores=False,
         training=None,
+        cross_attention_cache=None,
     ):
         check_last_dim(questions, self.d_model, "questions")
-        check_last_dim(enc_output, self.d_model, "enc_output")
+        cached = cross_attention_cache is not None
+        if not cached:
+            if enc_output is None:
+                raise ValueError(
+                    "`WatchShow` needs `enc_output` (the show), or its "
+                    "`cross_attention_cache`."
+                )
+            check_last_dim(enc_output, self.d_model, "enc_output")
         residual = questions
         x = self.adjust.pre_norm(questions)
         outputs = self.rehearsal(
@@ -128,46 +127,23 @@ class WatchShow(keras.layers.Layer):
             value_mask=enc_output_mask,
             return_attention_scores=return_attention_scores,
             training=training,
+            cache=cross_attention_cache,
         )
-        x, scores = outputs if return_attention_scores else (outputs, None)
+        x, scores_or_cache = split_outputs(outputs, return_attention_scores or cached)
         x = self.adjust(x, residual, training=training)
-        return (x, scores) if return_attention_scores else x
+        return x if scores_or_cache is None else (x, scores_or_cache)
 
     def compute_cache(self, enc_output):
         """The show's keys and values, projected once per source.
 
-        # (keys, values), each (batch, source_len, num_heads, head_dim)
+        # (keys, values), each (batch, num_heads, source_len, head_dim)
         """
         return self.rehearsal.compute_cache(enc_output)
-
-    def call_with_cache(self, questions, cache, enc_output_mask):
-        """One decoding step's cross-attention over `compute_cache`'s keys and
-        values. # questions: (batch, 1, d_model) -> (batch, 1, d_model)"""
-        residual = questions
-        x = self.adjust.pre_norm(questions)
-        x, _ = self.rehearsal.call_with_cache(
-            x, cache, key_padding_mask=enc_output_mask
-        )
-        return self.adjust(x, residual, training=False)
 
     def compute_output_shape(self, questions_shape, enc_output_shape=None):
         return questions_shape
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "num_heads": self.num_heads,
-                "dropout_rate": self.dropout_rate,
-                "attention_dropout_rate": self.attention_dropout_rate,
-                "norm_first": self.norm_first,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
-            }
-        )
+        config.update(arguments_config(self, BLOCK_ARGUMENTS))
         return config

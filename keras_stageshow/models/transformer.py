@@ -15,10 +15,10 @@ from keras_stageshow.layers.utils import check_rank
 from keras_stageshow.layers.utils import split_source_target
 from keras_stageshow.layers.voting import Voting
 from keras_stageshow.training.distribute import DistributedTrainingFixes
-from keras_stageshow.training.losses import MaskedSparseCategoricalCrossentropy
-from keras_stageshow.training.metrics import MaskedAccuracy
-from keras_stageshow.training.optimizer import FusedAdam
-from keras_stageshow.training.schedule import TransformerSchedule
+from keras_stageshow.training.paper_recipe import LABEL_SMOOTHING
+from keras_stageshow.training.paper_recipe import LEARNING_RATE_SCALE
+from keras_stageshow.training.paper_recipe import WARMUP_STEPS
+from keras_stageshow.training.paper_recipe import paper_compile_arguments
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
@@ -198,6 +198,58 @@ class Transformer(DistributedTrainingFixes, keras_hub.models.Backbone):
             return logits, {"rehearsal": rehearsal_scores, **decoder_scores}
         return logits
 
+    def call_encoder(self, source_ids):
+        """The show, performed once for decoding (`training=False`).
+
+        Returns `(enc_output, source_mask)`: the show
+        `(batch, source_len, d_model)` and the source padding mask
+        `(batch, source_len)` every decoding step needs.
+        """
+        # (batch, source_len)
+        source_mask = padding_mask_from_ids(source_ids)
+        # (batch, source_len, d_model)
+        enc_output = self.stage_show(
+            source_ids, padding_mask=source_mask, training=False
+        )
+        return enc_output, source_mask
+
+    def call_decoder_with_cache(
+        self, rumour_ids, source_mask, caches, index, cache_write="slice_update"
+    ):
+        """One cached step of the awards ceremony: the Oscar assessment of
+        the rumour at position `index` with the caches, then Voting.
+
+        Args:
+            rumour_ids: int `(batch, 1)`, the token at position `index`.
+            source_mask: boolean `(batch, source_len)`, from `call_encoder`.
+            caches: `(self_attention_cache, cross_attention_cache)`, one
+                cache a round each: the first from
+                `oscar_assessment.empty_self_attention_cache`, then as the
+                previous step returned it; the second from
+                `oscar_assessment.compute_cross_attention_cache(enc_output)`.
+            index: int, the step's position.
+            cache_write: how the step writes the self-attention caches,
+                `"slice_update"` or `"in_place"` (`layers/kv_cache.py`).
+
+        Returns `(logits, caches)`: the next token's logits
+        `(batch, target_vocab_size)`, float32, and the caches, the
+        self-attention ones updated.
+        """
+        self_caches, cross_caches = caches
+        # (batch, 1, d_model); the self-attention caches updated.
+        dec_output, self_caches, cross_caches = self.oscar_assessment(
+            rumour_ids,
+            enc_output_mask=source_mask,
+            self_attention_cache=self_caches,
+            self_attention_cache_update_index=index,
+            cross_attention_cache=cross_caches,
+            cache_write=cache_write,
+            training=False,
+        )
+        # (batch, target_vocab_size)
+        logits = self.voting(dec_output)[:, 0, :]
+        return logits, (self_caches, cross_caches)
+
     def attention_scores(self, inputs):
         """Attention weights of every round, for one batch (for plotting).
 
@@ -234,9 +286,9 @@ class Transformer(DistributedTrainingFixes, keras_hub.models.Backbone):
         loss=None,
         metrics=None,
         *,
-        label_smoothing=0.1,
-        warmup_steps=4000,
-        learning_rate_scale=1.0,
+        label_smoothing=LABEL_SMOOTHING,
+        warmup_steps=WARMUP_STEPS,
+        learning_rate_scale=LEARNING_RATE_SCALE,
         **kwargs,
     ):
         """`keras.Model.compile` whose defaults are the paper's recipe.
@@ -244,22 +296,18 @@ class Transformer(DistributedTrainingFixes, keras_hub.models.Backbone):
         With no arguments: Adam(beta_1=0.9, beta_2=0.98, epsilon=1e-9) on
         `TransformerSchedule(d_model, warmup_steps)` (as `FusedAdam`: Keras's
         Adam, one kernel a variable on TensorFlow), the masked
-        cross-entropy with label smoothing 0.1, and masked token accuracy.
-        Any argument given replaces its default; `label_smoothing`,
-        `warmup_steps` and `learning_rate_scale` tune the defaults.
+        cross-entropy with label smoothing 0.1, and masked token accuracy
+        (`training/paper_recipe.py`). Any argument given replaces its
+        default; `label_smoothing`, `warmup_steps` and
+        `learning_rate_scale` tune the defaults.
         """
-        if optimizer is None:
-            schedule = TransformerSchedule(
-                self.d_model, warmup_steps, scale=learning_rate_scale
-            )
-            optimizer = FusedAdam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9)
-        if loss is None:
-            loss = MaskedSparseCategoricalCrossentropy(
-                label_smoothing=label_smoothing
-            )
-        if metrics is None:
-            metrics = [MaskedAccuracy()]
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+        super().compile(
+            **paper_compile_arguments(
+                self.d_model, optimizer, loss, metrics, label_smoothing,
+                warmup_steps, learning_rate_scale,
+            ),
+            **kwargs,
+        )
 
     def compile_from_config(self, config):
         # Keras skips compiling models whose `compile` is overridden; ours

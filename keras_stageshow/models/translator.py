@@ -1,71 +1,237 @@
-"""`Translator`: a `Transformer` with its tokenizers, texts in and out; the
-decoding is the awards ceremony's (`keras_stageshow/decoding/`)."""
+"""`Translator`: the translation task, a keras-hub `Seq2SeqLM` (backbone:
+the `Transformer`; preprocessor: `TranslatorPreprocessor`; samplers:
+`decoding/samplers.py`); the decoding is the awards ceremony's
+(`keras_stageshow/decoding/`)."""
 
 import os
 
+import keras
+import keras_hub
+
+from keras_stageshow import run_dir
+from keras_stageshow.decoding import samplers
 from keras_stageshow.decoding.ceremony import ceremony_for
 from keras_stageshow.decoding.ceremony import check_jit_compile
 from keras_stageshow.decoding.ceremony import check_max_new_tokens
-from keras_stageshow.decoding.ceremony import check_options
-from keras_stageshow.decoding.ceremony import encode_sources
-from keras_stageshow.files import save_model_atomically
 from keras_stageshow.files import write_folder_atomically
-from keras_stageshow.files import write_json_atomically
+from keras_stageshow.generation_options import DEFAULTS
 from keras_stageshow.layers.utils import is_int
+from keras_stageshow.models import translator_files
+from keras_stageshow.models.transformer import Transformer
+from keras_stageshow.models.translator_preprocessor import TranslatorPreprocessor
+from keras_stageshow.serving import export_for_serving
+from keras_stageshow.special_ids import END_ID
+from keras_stageshow.training.paper_recipe import LABEL_SMOOTHING
+from keras_stageshow.training.paper_recipe import LEARNING_RATE_SCALE
+from keras_stageshow.training.paper_recipe import WARMUP_STEPS
+from keras_stageshow.training.paper_recipe import paper_compile_arguments
 from keras_stageshow.utf8 import decode_utf8
 
 
-class Translator:
-    """The awards ceremony for text: a `Transformer` with its tokenizers.
+@keras.saving.register_keras_serializable(package="keras_stageshow")
+class Translator(keras_hub.models.Seq2SeqLM):
+    """The awards ceremony for text: the translation task (sequence to
+    sequence language modelling).
 
-    Maps a list of strings to a list of translations: tokenize (the
-    source's end token appended, cut to the model's `max_length`), decode
-    in length-sorted batches (so a batch's rows are about as long as each
-    other), detokenize, and return the results in the input's order. Empty
-    or blank strings translate to `""` without running the model. All of it
-    is `AwardsCeremony.translate`, the code the SavedModel export runs too.
+    A keras-hub `Seq2SeqLM`, as keras-hub's BART is: `backbone` is the
+    `Transformer` (the stage show, the Oscar assessment and the vote),
+    `preprocessor` a `TranslatorPreprocessor` (the two tokenizers,
+    truncation and the end token), and `compile(sampler=...)` picks how the
+    ceremony announces each translation. `generate` is preprocess -> the
+    ceremony's decoding loop (`AwardsCeremony`, traced once per shape
+    bucket: `make_generate_function`) -> detokenize; the SavedModel export
+    runs the same code. Sentences are decoded in length-sorted batches and
+    returned in the input's order; empty or blank strings translate to `""`
+    without running the model.
 
     Args:
-        model: a trained `Transformer`.
-        source_tokenizer, target_tokenizer: `SubwordTokenizer`s whose
-            vocabulary sizes match the model's.
+        backbone: a `Transformer`.
+        preprocessor: a `TranslatorPreprocessor` whose vocabularies match
+            the backbone's. `Translator(backbone, source_tokenizer,
+            target_tokenizer)`, the form of earlier versions, builds it.
+        **kwargs: `keras.Model` arguments (`name`, ...); `compile=False`
+            skips the default `compile()`.
 
     Example:
     >>> translator = Translator.load("runs/multi30k")   # a RUN_DIR
-    >>> translator.translate(["Ein Hund läuft über die Wiese."])
+    >>> translator.generate(["Ein Hund läuft über die Wiese."])
     ['A dog runs across the meadow.']
-    >>> translator.translate(texts, strategy="beam", num_beams=4)
+    >>> translator.compile(sampler=BeamSampler(num_beams=4, length_penalty=0.6))
+    >>> translator.generate(texts)                        # beam search now
+    >>> translator.fit(tf.data.Dataset.from_tensor_slices((de, en)).batch(64))
     >>> translator.save_to_preset("multi30k_de_en")      # keras-hub preset
-    >>> keras_hub.upload_preset("hf://me/multi30k_de_en", "multi30k_de_en")
-    >>> Translator.from_preset("hf://me/multi30k_de_en")
+    >>> keras_hub.models.Seq2SeqLM.from_preset("multi30k_de_en")
+
+    References:
+        - [Vaswani et al., 2017](https://arxiv.org/abs/1706.03762)
     """
 
-    def __init__(self, model, source_tokenizer, target_tokenizer):
-        for name, tokenizer, size in (
-            ("source_tokenizer", source_tokenizer, model.input_vocab_size),
-            ("target_tokenizer", target_tokenizer, model.target_vocab_size),
+    backbone_cls = Transformer
+    preprocessor_cls = TranslatorPreprocessor
+
+    def __init__(self, backbone, preprocessor=None, target_tokenizer=None, **kwargs):
+        if not isinstance(backbone, Transformer):
+            raise TypeError(
+                "`backbone` must be a keras_stageshow `Transformer`; received "
+                f"{type(backbone).__name__}."
+            )
+        if target_tokenizer is not None:  # (backbone, source, target)
+            preprocessor = TranslatorPreprocessor(
+                preprocessor, target_tokenizer, max_length=backbone.max_length
+            )
+        if not isinstance(preprocessor, TranslatorPreprocessor):
+            raise TypeError(
+                "`preprocessor` must be a `TranslatorPreprocessor` (or pass "
+                "`Translator(backbone, source_tokenizer, target_tokenizer)`); "
+                f"received {type(preprocessor).__name__}."
+            )
+        for name, size in (
+            ("source_tokenizer", backbone.input_vocab_size),
+            ("target_tokenizer", backbone.target_vocab_size),
         ):
-            if tokenizer.vocabulary_size() != size:
+            tokenizer = getattr(preprocessor, name)
+            if tokenizer.proto is not None and tokenizer.vocabulary_size() != size:
                 raise ValueError(
                     f"`{name}` has {tokenizer.vocabulary_size()} tokens but the "
                     f"model expects {size}. Pass the tokenizers the model was "
                     "trained with."
                 )
-        self.model = model
-        self.source_tokenizer = source_tokenizer
-        self.target_tokenizer = target_tokenizer
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.generate_function = None
+        super().__init__(**kwargs)
 
-    def translate(
-        self, texts, strategy="greedy", batch_size=32, return_scores=False,
-        max_new_tokens=None, seed=None, jit_compile="auto", **options,
+    # The network's forward pass: token ids in, logits out.
+    def call(self, inputs, training=None):
+        return self.backbone(inputs, training=training)
+
+    @property
+    def model(self):
+        """The backbone (`Transformer`), under its earlier name."""
+        return self.backbone
+
+    @property
+    def source_tokenizer(self):
+        return self.preprocessor.source_tokenizer
+
+    @property
+    def target_tokenizer(self):
+        return self.preprocessor.target_tokenizer
+
+    # -- training -------------------------------------------------------------
+
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        *,
+        metrics="auto",
+        sampler=DEFAULTS.strategy,
+        label_smoothing=LABEL_SMOOTHING,
+        warmup_steps=WARMUP_STEPS,
+        learning_rate_scale=LEARNING_RATE_SCALE,
+        **kwargs,
     ):
-        """Translates a list of strings.
+        """The paper's recipe (as `Transformer.compile`) and the sampler
+        `generate` uses.
 
         Args:
-            texts: a list of strings (a single string is also accepted and
-                gives a single translation). `bytes` are accepted as well,
-                decoded as UTF-8; invalid bytes become U+FFFD (in `str`s
-                too), so one bad string never fails the others.
+            optimizer, loss, metrics: `"auto"` is the paper's (Adam on the
+                warm-up schedule, label-smoothed masked cross-entropy,
+                masked token accuracy); anything else replaces it.
+            sampler: `"greedy"`, `"beam"`, `"sample"` (or keras-hub's
+                `"top_k"` / `"top_p"`), or a `GreedySampler`,
+                `BeamSampler(num_beams, length_penalty)` or
+                `RandomSampler(top_k, top_p, temperature, seed)`.
+            label_smoothing, warmup_steps, learning_rate_scale: tune the
+                paper's recipe.
+            **kwargs: `keras.Model.compile` arguments.
+        """
+        arguments = paper_compile_arguments(
+            self.backbone.d_model,
+            None if optimizer == "auto" else optimizer,
+            None if loss == "auto" else loss,
+            None if metrics == "auto" else metrics,
+            label_smoothing, warmup_steps, learning_rate_scale,
+        )
+        sampler = samplers.get(sampler).check(self.backbone.target_vocab_size)
+        kwargs.setdefault("weighted_metrics", None)
+        super().compile(
+            optimizer=arguments["optimizer"],
+            loss=arguments["loss"],
+            metrics=arguments["metrics"],
+            sampler=sampler,
+            **kwargs,
+        )
+
+    def compile_from_config(self, config):
+        # A loaded `.keras` file compiles as it was saved (Keras skips
+        # models whose `compile` is overridden), so training resumes with
+        # its optimizer state.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # -- the awards ceremony --------------------------------------------------
+
+    def make_generate_function(self):
+        """The decoding core for this translator: its `AwardsCeremony`,
+        which traces one loop per shape bucket and sampler (with XLA when
+        the model is compiled with it). Cleared by `compile` and
+        `quantize`."""
+        if self.generate_function is None:
+            self.generate_function = ceremony_for(
+                self.backbone, check_jit_compile(_jit_compile_of(self))
+            )
+        return self.generate_function
+
+    def generate(
+        self,
+        inputs,
+        max_length=None,
+        stop_token_ids="auto",
+        strip_prompt=False,
+        *,
+        batch_size=DEFAULTS.batch_size,
+        return_scores=False,
+    ):
+        """Translates `inputs` with the compiled sampler.
+
+        Args:
+            inputs: a string, a list of strings (or UTF-8 `bytes`: invalid
+                bytes become U+FFFD), or a `tf.data.Dataset` of strings;
+                also token ids (`{"source_ids": ...}` or an int array),
+                which give voted ids back, as `Transformer.generate`.
+            max_length: int, tokens each translation may have at most
+                (keras-hub's name). By default each sentence may have its
+                own source length + 50 (the paper), capped at the model's
+                `max_length`.
+            stop_token_ids: `"auto"` (the end token) is the only choice:
+                the ceremony stops a row at its end token or its limit.
+            strip_prompt: ignored (a translation never contains its source).
+            batch_size: int, sentences decoded together.
+            return_scores: bool, also return each translation's score.
+        """
+        if stop_token_ids != "auto" and list(stop_token_ids or ()) != [END_ID]:
+            raise ValueError(
+                '`stop_token_ids` must be "auto": the ceremony stops each row '
+                f"at the end token; received {stop_token_ids!r}."
+            )
+        return self._announce(
+            inputs, self.sampler, batch_size, max_length, return_scores,
+            self.make_generate_function(),
+        )
+
+    def translate(
+        self, texts, strategy=DEFAULTS.strategy, batch_size=DEFAULTS.batch_size,
+        return_scores=False, max_new_tokens=DEFAULTS.max_new_tokens,
+        seed=DEFAULTS.seed, jit_compile="auto", **options,
+    ):
+        """`generate` with the strategy given by name for this call only.
+
+        Args:
+            texts: a list of strings (a single string gives a single
+                translation).
             strategy: `"greedy"`, `"beam"` or `"sample"`; `**options` are
                 that strategy's (`num_beams`, `length_penalty`, `top_k`,
                 `top_p`, `temperature`), as in `Transformer.generate`.
@@ -73,19 +239,25 @@ class Translator:
             return_scores: bool, also return each translation's score.
             max_new_tokens, seed, jit_compile: as in `Transformer.generate`.
         """
-        single = isinstance(texts, (str, bytes))
-        texts = _check_texts([texts] if single else texts)
+        sampler = samplers.from_options(strategy, seed=seed, **options)
+        ceremony = ceremony_for(self.backbone, check_jit_compile(jit_compile))
+        return self._announce(
+            texts, sampler, batch_size, max_new_tokens, return_scores, ceremony
+        )
+
+    def _announce(self, texts, sampler, batch_size, max_new_tokens, return_scores, ceremony):
+        """Texts -> translations (and scores) with `sampler`, by `ceremony`."""
         if not is_int(batch_size) or batch_size < 1:
             raise ValueError(f"`batch_size` must be an int >= 1; received {batch_size!r}.")
-        model = self.model
-        options = check_options(
-            strategy, vocabulary_size=model.target_vocab_size, **options
-        )
-        max_new_tokens = check_max_new_tokens(max_new_tokens, model.max_length)
-        ceremony = ceremony_for(model, check_jit_compile(jit_compile))
+        backbone = self.backbone
+        sampler = sampler.check(backbone.target_vocab_size)
+        max_new_tokens = check_max_new_tokens(max_new_tokens, backbone.max_length)
+        if _is_ids(texts):
+            return _generate_ids(backbone, texts, sampler, max_new_tokens, return_scores)
+        single = isinstance(texts, (str, bytes))
+        texts = _check_texts([texts] if single else _as_list(texts))
         translations, scores = ceremony.translate(
-            texts, self.source_tokenizer, self.target_tokenizer, options,
-            batch_size=int(batch_size), max_new_tokens=max_new_tokens, seed=seed,
+            texts, self.preprocessor, sampler, int(batch_size), max_new_tokens
         )
         translations = [t.decode("utf-8") for t in translations.numpy()]
         scores = scores.numpy()
@@ -93,164 +265,104 @@ class Translator:
             return (translations[0], float(scores[0])) if return_scores else translations[0]
         return (translations, scores) if return_scores else translations
 
-    __call__ = translate
-
     def encode(self, texts):
         """Source strings -> 0-padded int32 ids `(batch, longest)`, each
         row ending with the end token and cut to the model's
         `max_length`."""
-        ids, _ = encode_sources(self.source_tokenizer, list(texts), self.model.max_length)
+        ids, _ = self.preprocessor.encode_sources(list(texts))
         return ids.numpy().astype("int32")
 
-    def save(self, directory):
-        """Writes `model.keras` and the two tokenizer folders (the layout of
-        a RUN_DIR), each file atomically."""
-        os.makedirs(directory, exist_ok=True)
-        self._build_model()
-        save_model_atomically(self.model, os.path.join(directory, "model.keras"))
-        self.source_tokenizer.save(os.path.join(directory, "source_tokenizer"))
-        self.target_tokenizer.save(os.path.join(directory, "target_tokenizer"))
-        if not os.path.exists(os.path.join(directory, "run.json")):
-            write_json_atomically(
-                os.path.join(directory, "run.json"),
-                {"status": "complete", "settings": {}, "saved_by": "Translator.save"},
-            )
+    # -- saving and loading ---------------------------------------------------
+
+    def save(self, filepath, *args, **kwargs):
+        """A folder: writes a RUN_DIR (`model.keras` and the two tokenizer
+        folders, each file atomically). A `.keras` file: Keras's
+        `Model.save` of the whole task."""
+        if os.fspath(filepath).endswith(".keras"):
+            return super().save(filepath, *args, **kwargs)
+        translator_files.save_run_dir(self.backbone, self.preprocessor, filepath)
 
     def export(self, export_dir, **options):
         """Writes a SavedModel for TF Serving into `export_dir/<version>/`
         and returns its path; see `keras_stageshow.export_for_serving` for
-        the signatures and `options` (`version`, `num_beams`, `jit_compile`,
-        `length_penalty`, `max_new_tokens`, `batch_size`)."""
-        from keras_stageshow.serving import export_for_serving
-
+        the signatures and `options`."""
         return export_for_serving(self, export_dir, **options)
 
-    def save_to_preset(self, preset_dir):
-        """Writes the translator as a keras-hub preset, atomically.
-
-        The layout is keras-hub's: the `Transformer` (a keras-hub
-        `Backbone`) as `config.json`, `model.weights.h5` and
-        `metadata.json`; each tokenizer as `source_tokenizer.json` /
-        `target_tokenizer.json` with its SentencePiece model in
-        `assets/source_tokenizer/` / `assets/target_tokenizer/`. Share it
-        with `keras_hub.upload_preset("kaggle://...", preset_dir)` or
-        `"hf://..."`; load it with `Translator.from_preset`.
-        """
-        from keras_stageshow.tokenizers import SubwordTokenizer
-
-        self._build_model()
-
-        def write(folder):
-            self.model.save_to_preset(folder)
-            for tokenizer, config_file in (
-                (self.source_tokenizer, PRESET_SOURCE_TOKENIZER),
-                (self.target_tokenizer, PRESET_TARGET_TOKENIZER),
-            ):
-                SubwordTokenizer(
-                    tokenizer.proto,
-                    lowercase=tokenizer.lowercase,
-                    strip_accents=tokenizer.strip_accents,
-                    config_file=config_file,
-                ).save_to_preset(folder)
-
-        write_folder_atomically(preset_dir, write)
-
-    def _build_model(self):
-        if not self.model.built:  # never called: make its weights to save
-            self.model.build(((None, None), (None, None)))
+    def save_to_preset(self, preset_dir, max_shard_size=10):
+        """Writes keras-hub's task layout, atomically: `task.json`,
+        `preprocessor.json`, the backbone's `config.json`,
+        `model.weights.h5` and `metadata.json`, each tokenizer as
+        `source_tokenizer.json` / `target_tokenizer.json` with its
+        SentencePiece model in `assets/`. Load it with
+        `Translator.from_preset` or `keras_hub.models.Seq2SeqLM.from_preset`;
+        share it with `keras_hub.upload_preset`."""
+        translator_files.build_backbone(self.backbone)
+        write_folder_atomically(
+            preset_dir,
+            lambda folder: super(Translator, self).save_to_preset(folder, max_shard_size),
+        )
 
     @classmethod
-    def from_preset(cls, preset):
+    def from_preset(cls, preset, load_weights=True, **kwargs):
         """Loads what `save_to_preset` wrote: a local folder, or a handle
-        keras-hub can fetch (`"kaggle://user/model/keras/variant"`,
-        `"hf://user/model"`). A RUN_DIR is accepted too."""
-        from keras_stageshow.models.transformer import Transformer
-        from keras_stageshow.tokenizers import SubwordTokenizer
-
-        if not isinstance(preset, (str, os.PathLike)):
-            raise TypeError(
-                "`preset` must be a folder or a keras-hub handle (a string); "
-                f"received {type(preset).__name__}."
-            )
-        preset = os.fspath(preset)
-        if "://" not in preset:
-            if not os.path.isdir(preset):
-                raise FileNotFoundError(
-                    f"Preset folder {preset!r} does not exist. Pass the folder "
-                    "`Translator.save_to_preset` wrote, or a handle such as "
-                    "'hf://user/model'."
-                )
-            if _is_run_dir(preset):
-                return cls.load(preset)
-            for name in ("config.json", PRESET_SOURCE_TOKENIZER, PRESET_TARGET_TOKENIZER):
-                if not os.path.isfile(os.path.join(preset, name)):
-                    raise FileNotFoundError(
-                        f"Preset folder {preset!r} has no {name}: it is not a "
-                        "translator preset. Write one with "
-                        "`Translator.save_to_preset`."
-                    )
-        model = Transformer.from_preset(preset)
-        return cls(
-            model,
-            SubwordTokenizer.from_preset(preset, config_file=PRESET_SOURCE_TOKENIZER),
-            SubwordTokenizer.from_preset(preset, config_file=PRESET_TARGET_TOKENIZER),
-        )
+        keras-hub can fetch (`"kaggle://..."`, `"hf://..."`). A RUN_DIR, and
+        a preset of earlier versions (the backbone and the two tokenizers,
+        no `task.json`), are accepted too."""
+        preset = translator_files.check_preset(preset)
+        if run_dir.is_run_dir(preset):
+            return cls.load(preset)
+        if translator_files.is_backbone_only_preset(preset):
+            backbone, preprocessor = translator_files.load_backbone_only_preset(preset)
+            return cls(backbone, preprocessor, **kwargs)
+        return super().from_preset(preset, load_weights=load_weights, **kwargs)
 
     @classmethod
     def load(cls, directory):
         """Loads a RUN_DIR (what `stageshow train` or `save` wrote), with
         `safe_mode=True`: no code from the folder is run. A keras-hub preset
         folder (`save_to_preset`) is accepted too."""
-        from keras_stageshow.tokenizers import SubwordTokenizer
-        from keras_stageshow.training.run import read_run
-
-        if os.path.isdir(directory) and not _is_run_dir(directory) and (
-            os.path.isfile(os.path.join(directory, PRESET_SOURCE_TOKENIZER))
-        ):
+        directory = os.fspath(directory)
+        if translator_files.is_preset_dir(directory):
             return cls.from_preset(directory)
-        read_run(directory)  # a clear error if it is not a run
-        model = load_model(os.path.join(directory, "model.keras"))
-        return cls(
-            model,
-            SubwordTokenizer.load(os.path.join(directory, "source_tokenizer")),
-            SubwordTokenizer.load(os.path.join(directory, "target_tokenizer")),
-        )
+        return cls(*translator_files.load_run_dir(directory))
 
 
-# The tokenizers' file names in a preset (keras-hub's `config_file`).
-PRESET_SOURCE_TOKENIZER = "source_tokenizer.json"
-PRESET_TARGET_TOKENIZER = "target_tokenizer.json"
+def _jit_compile_of(translator):
+    # Keras resolves `compile(jit_compile="auto")`; before any compile
+    # the ceremony's own default ("auto": on) applies.
+    jit = getattr(translator, "jit_compile", "auto")
+    return jit if isinstance(jit, bool) else "auto"
 
 
-def _is_run_dir(directory):
-    return os.path.isfile(os.path.join(directory, "run.json"))
+def _generate_ids(backbone, inputs, sampler, max_new_tokens, return_scores):
+    """Token ids in, voted ids out (`Transformer.generate`'s path)."""
+    from keras_stageshow.decoding.ceremony import generate
+
+    source_ids = inputs["source_ids"] if isinstance(inputs, dict) else inputs
+    return generate(
+        backbone, source_ids, max_new_tokens=max_new_tokens,
+        strategy=sampler.strategy, return_scores=return_scores,
+        **sampler.get_config(),
+    )
 
 
-def load_model(path):
-    """`keras.saving.load_model(path, safe_mode=True)` with clear errors for
-    a missing or damaged file."""
-    import zipfile
+def _is_ids(inputs):
+    """Token ids (a dict with `source_ids`, or an integer array)."""
+    if isinstance(inputs, dict):
+        return True
+    return getattr(getattr(inputs, "dtype", None), "is_integer", False) or (
+        getattr(getattr(inputs, "dtype", None), "kind", "") in ("i", "u")
+    )
 
-    import keras
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"Model file {path!r} does not exist. A run has one once its "
-            "first epoch is done; pass a RUN_DIR or a .keras file."
-        )
-    if not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"Model file {path!r} is not a .keras archive (it is damaged or "
-            "truncated). Retrain, or restore it from a copy."
-        )
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except Exception as error:
-        raise ValueError(
-            f"Model file {path!r} could not be loaded: {type(error).__name__}: "
-            f"{error}. The file may be damaged, or come from another version "
-            "of keras_stageshow."
-        ) from error
+def _as_list(texts):
+    """A `tf.data.Dataset` of strings (batched or not) as a list."""
+    if hasattr(texts, "as_numpy_iterator"):
+        out = []
+        for batch in texts.as_numpy_iterator():
+            out.extend(batch.tolist() if hasattr(batch, "tolist") else [batch])
+        return out
+    return texts
 
 
 def _check_texts(texts):

@@ -8,9 +8,10 @@ is the Keras callback that keeps those checkpoints: each epoch's model
 saved atomically, and kept while it is one of the last `keep` epochs or one
 of the `keep` epochs that end at the best epoch on validation loss (the ones
 an early-stopped run would average); the others are deleted once the new
-one is safely on disk. `train_translation_run(average_last=N)` (`stageshow
-train --average-last N`) uses both and keeps whichever of the two averages
-and the best single epoch has the lowest validation loss.
+one is safely on disk. `choose_average` is the choice a run makes when it
+ends: `train_translation_run(average_last=N)` (`stageshow train
+--average-last N`) keeps whichever of the two averages and the best single
+epoch has the lowest validation loss.
 """
 
 import os
@@ -21,6 +22,8 @@ import numpy as np
 
 from keras_stageshow.files import save_model_atomically
 from keras_stageshow.layers.utils import is_int
+from keras_stageshow.run_dir import MODEL_FILE
+from keras_stageshow.run_dir import load_model
 
 _CHECKPOINT = re.compile(r"^epoch-(\d+)\.keras$")
 
@@ -51,7 +54,8 @@ def average_checkpoints(paths):
     ...     ["run/epochs/epoch-019.keras", "run/epochs/epoch-020.keras"])
     >>> model.save("averaged.keras")
     """
-    from keras_stageshow.models.translator import load_model
+    # Registers `Transformer` with Keras, so that its checkpoints load.
+    import keras_stageshow.models.transformer  # noqa: F401
 
     paths = _check_paths(paths)
     first = None  # (path, signature) of the first checkpoint
@@ -184,6 +188,68 @@ class LastEpochCheckpoints(keras.callbacks.Callback):
             if match:
                 found.append((int(match.group(1)), os.path.join(self.directory, name)))
         return sorted(found)
+
+
+def choose_average(out, run, checkpoints, val_data, verbose=0):
+    """The choice a run with `average_last` makes when it ends.
+
+    Averages the last kept epochs and, when they differ, the kept epochs
+    that end at the best one; measures each average's validation loss on
+    `val_data` and saves the lowest as the run's model (`out/model.keras`)
+    if it beats the best single epoch's (`run["best_val_loss"]`, whose
+    model is already there).
+
+    Args:
+        out: the RUN_DIR.
+        run: its `run.json` content.
+        checkpoints: the run's `LastEpochCheckpoints`.
+        val_data: the validation dataset.
+        verbose: print each candidate's loss and the choice when truthy.
+
+    Returns the record for `run.json`'s `averaging`, whose `chosen` is
+    `"average"`, `"average_to_best"` or `"best_single"`.
+    """
+    record = {
+        "average_last": checkpoints.keep,
+        "epochs": checkpoints.epochs(),
+        "average_val_loss": None,
+        "best_single_epoch": run["best_epoch"],
+        "best_single_val_loss": run["best_val_loss"],
+        "average_to_best_epochs": checkpoints.best_epochs(),
+        "average_to_best_val_loss": None,
+    }
+    candidates = {"best_single": run["best_val_loss"]}
+    models = {}
+    windows = [("average", checkpoints.paths(), record["epochs"])]
+    if record["average_to_best_epochs"] not in ([], record["epochs"]):
+        windows.append(
+            ("average_to_best", checkpoints.best_paths(), record["average_to_best_epochs"])
+        )
+    for name, paths, epochs in windows:
+        if not paths:
+            continue
+        models[name] = average_checkpoints(paths)
+        loss = float(models[name].evaluate(val_data, verbose=0, return_dict=True)["loss"])
+        record[f"{name}_val_loss"] = candidates[name] = loss
+        if verbose:
+            print(
+                f"Average of epochs {epochs[0]}-{epochs[-1]}: validation loss "
+                f"{loss:.4f}."
+            )
+    chosen = min(
+        candidates,
+        key=lambda name: float("inf") if candidates[name] is None else candidates[name],
+    )
+    if chosen != "best_single":
+        save_model_atomically(models[chosen], os.path.join(out, MODEL_FILE))
+    if verbose:
+        best = candidates["best_single"]
+        print(
+            f"Best single epoch ({run['best_epoch']}): validation loss "
+            f"{'none' if best is None else f'{best:.4f}'}. The run's model is "
+            f"the {chosen.replace('_', ' ')}."
+        )
+    return {**record, "chosen": chosen}
 
 
 def _check_paths(paths):

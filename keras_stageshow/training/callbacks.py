@@ -1,0 +1,126 @@
+"""The Keras callbacks of a training run's `fit`: `fit_callbacks` lists them
+in their order; `RunProgress` keeps `run.json` and the best model,
+`EpochNumber` orders each epoch's batches (the backup is `backup.py`'s, the
+epochs kept for averaging `averaging.py`'s). `trim_history` makes the
+per-epoch history (`history.csv`, Keras's CSVLogger) agree with the backup
+a run resumes from."""
+
+import csv
+import io
+import os
+import time
+
+import keras
+
+from keras_stageshow.files import save_model_atomically
+from keras_stageshow.files import write_text_atomically
+from keras_stageshow.run_dir import HISTORY_FILE
+from keras_stageshow.run_dir import LOGS_DIR
+from keras_stageshow.run_dir import MODEL_FILE
+from keras_stageshow.run_dir import write_run
+
+
+def fit_callbacks(out, epoch_number, progress, backup, checkpoints=None, extra=()):
+    """The callbacks of one `fit` of the run in `out`, in their order.
+
+    Args:
+        out: the RUN_DIR.
+        epoch_number: the variable the training dataset orders its batches
+            by (`EpochNumber`).
+        progress: the run's `RunProgress`.
+        backup: the run's `StepBackup`.
+        checkpoints: the run's `LastEpochCheckpoints`, or None.
+        extra: the caller's own callbacks, last.
+    """
+    return [
+        EpochNumber(epoch_number),
+        # Before `RunProgress` records the epoch in run.json: an epoch that
+        # run.json calls done has its checkpoint.
+        *([] if checkpoints is None else [checkpoints]),
+        progress,
+        keras.callbacks.CSVLogger(os.path.join(out, HISTORY_FILE), append=True),
+        keras.callbacks.TensorBoard(os.path.join(out, LOGS_DIR)),
+        backup,  # after them: an epoch's backup follows its records
+        *extra,
+    ]
+
+
+class RunProgress(keras.callbacks.Callback):
+    """Keeps `run.json` up to date, saves the best model on validation loss
+    (atomically), and stops before `time_limit_minutes` would be passed.
+
+    The best validation loss lives in `run.json`, so a resumed run keeps
+    comparing against the best of the whole run, not of its last part.
+
+    Args:
+        out: the RUN_DIR.
+        run: the `run.json` content (a dict), updated in place at each
+            epoch's end and written.
+    """
+
+    def __init__(self, out, run):
+        super().__init__()
+        self.out = out
+        self.run = run
+
+    def on_train_begin(self, logs=None):
+        self._epoch_start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        run = self.run
+        seconds = time.monotonic() - self._epoch_start
+        run["train_seconds"] = round(run["train_seconds"] + seconds, 1)
+        run["epochs_done"] = epoch + 1
+        run["steps_done"] = int(self.model.optimizer.iterations.numpy())
+        val_loss = logs.get("val_loss")
+        if val_loss is not None and (
+            run["best_val_loss"] is None or val_loss < run["best_val_loss"]
+        ):
+            save_model_atomically(self.model, os.path.join(self.out, MODEL_FILE))
+            run["best_val_loss"] = float(val_loss)
+            run["best_epoch"] = epoch + 1
+        limit = run["settings"].get("time_limit_minutes")
+        if limit and run["train_seconds"] + seconds > 60 * limit:
+            # The next epoch would end past the limit.
+            self.model.stop_training = True
+            run["stopped_by_time_limit"] = True
+        write_run(self.out, run)
+
+
+class EpochNumber(keras.callbacks.Callback):
+    """Sets `variable` to the epoch number as each epoch begins: the
+    training dataset orders its batches by it
+    (`make_translation_dataset(epoch=variable)`), so a resumed run sees the
+    batches an uninterrupted one would."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
+
+
+def trim_history(out, epoch):
+    """Keeps the header and the rows of epochs before `epoch` in the
+    history of the RUN_DIR `out` (if it has one): a run resumed at `epoch`
+    trains the later ones again (a kill can come between an epoch's row and
+    its backup), and the history keeps one row per epoch."""
+    path = os.path.join(out, HISTORY_FILE)
+    if not os.path.isfile(path):
+        return
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    kept = [rows[0]] + [
+        row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) < epoch
+    ]
+    if len(kept) < len(rows):
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(kept)
+        write_text_atomically(path, text.getvalue())

@@ -1,0 +1,132 @@
+"""The training recipe: the settings a run is made with, their defaults
+(written once, here), and how a saved run's settings are completed and
+checked when it is resumed. `stageshow train`'s flags read the defaults
+from here.
+"""
+
+from keras_stageshow.layers.utils import is_int
+from keras_stageshow.training.precision import resolve_dtype_policy
+
+# The defaults are the recipe of benchmarks/multi30k.py, chosen on Multi30k's
+# val split only (benchmarks/README.md, section 9). In 15-minute trials on
+# two CPU cores, the paper's dropout 0.1 with ~2048-token batches reached a
+# far lower validation loss than dropout 0.3 with 4096-token batches and than
+# the 4 + 4, d_model 128 "Transformer-tiny" of Wu et al. (2021): those need
+# more updates than 45 minutes allow. In 45-minute trials, learning rate
+# scale 0.7 (peak 1.8e-3) beat 0.4 (peak 1.0e-3) with dropout 0.1, and
+# dropout 0.2 did not pay. bfloat16 where the CPU has it ("auto") gives 1.4x
+# more updates; epochs are averaged when that lowers the validation loss.
+MODEL_SETTINGS = {
+    "num_layers": 3,
+    "d_model": 256,
+    "num_heads": 8,
+    "d_ff": 512,
+    "dropout_rate": 0.1,
+    "attention_dropout_rate": 0.0,
+    "max_length": 128,
+}
+TOKENIZER_SETTINGS = {
+    "vocabulary_size": 6000,
+    "shared_vocabulary": True,
+    "lowercase": False,
+    "strip_accents": False,
+}
+TRAINING_SETTINGS = {
+    "epochs": 20,
+    "tokens_per_batch": 2048,
+    "warmup_steps": 600,
+    "learning_rate_scale": 0.7,
+    "label_smoothing": 0.1,
+    "jit_compile": False,
+    # Batches of at most 16 shapes (`make_translation_dataset`); None
+    # follows `jit_compile` (XLA compiles a program per shape). Fixed when
+    # the run starts, so that a resumed epoch has the batches it began with.
+    "bounded_shapes": None,
+    # "float32", "mixed_bfloat16", "mixed_float16", or "auto": bfloat16 on
+    # CPUs with AVX-512 BF16 or AMX (`training/precision.py`). Fixed when
+    # the run starts.
+    "dtype_policy": "auto",
+    "seed": 0,
+    "time_limit_minutes": None,
+    "backup_every_steps": 200,
+    "average_last": 5,
+}
+DEFAULT_SETTINGS = {**MODEL_SETTINGS, **TOKENIZER_SETTINGS, **TRAINING_SETTINGS}
+# What a run made before a setting existed did, so that an older RUN_DIR
+# resumes with the recipe it began with, whatever today's defaults are.
+SETTINGS_BEFORE_THEY_EXISTED = {
+    "attention_dropout_rate": 0.0,
+    "bounded_shapes": False,
+    "dtype_policy": "float32",
+    "average_last": 0,
+}
+# Settings that may change when a run is resumed (the rest must match).
+RESUMABLE_SETTINGS = (
+    "epochs", "time_limit_minutes", "jit_compile", "backup_every_steps",
+)
+
+
+def check_settings(settings):
+    """Refuses unknown setting names and a bad `average_last`."""
+    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+    if unknown:
+        raise TypeError(
+            f"Unknown training settings {unknown}; known: {sorted(DEFAULT_SETTINGS)}."
+        )
+    average_last = settings.get("average_last", 0)
+    if not is_int(average_last) or average_last < 0:
+        raise ValueError(
+            "`average_last` must be an int >= 0 (the last epochs to average; "
+            f"0 turns averaging off); received {average_last!r}."
+        )
+
+
+def new_run_settings(settings, has_gpu=False):
+    """The settings a new run is made with: `DEFAULT_SETTINGS` updated with
+    `settings`, with "auto" and None resolved for this machine (they are
+    fixed for the run's life)."""
+    config = {**DEFAULT_SETTINGS, **settings}
+    # "auto": what this machine runs best (bfloat16 on CPUs that have it).
+    config["dtype_policy"] = resolve_dtype_policy(
+        config["dtype_policy"], has_gpu=has_gpu
+    )
+    if config["bounded_shapes"] is None:
+        config["bounded_shapes"] = bool(config["jit_compile"])
+    return config
+
+
+def settings_of_saved_run(saved):
+    """A RUN_DIR's saved settings, completed: a setting the run predates
+    gets the value that reproduces what the code of its day did
+    (`SETTINGS_BEFORE_THEY_EXISTED`), not today's default."""
+    return {**DEFAULT_SETTINGS, **SETTINGS_BEFORE_THEY_EXISTED, **saved}
+
+
+def resumed_run_settings(saved, settings, out):
+    """The settings a saved run resumes with: its own (completed by
+    `settings_of_saved_run`), with the `RESUMABLE_SETTINGS` among
+    `settings` applied. Any other setting in `settings` that differs from
+    the saved one is refused, naming each (`out` is the RUN_DIR, for the
+    message)."""
+    saved = settings_of_saved_run(saved)
+    # "auto" and None ("follow jit_compile") were resolved when the run
+    # began, on the machine it began on: the saved values stand.
+    settings = {
+        k: v for k, v in settings.items()
+        if (k, v) not in (("dtype_policy", "auto"), ("bounded_shapes", None))
+    }
+    if "dtype_policy" in settings:
+        settings["dtype_policy"] = resolve_dtype_policy(settings["dtype_policy"])
+    changed = {
+        k: (saved[k], v)
+        for k, v in {**saved, **settings}.items()
+        if k not in RESUMABLE_SETTINGS and saved[k] != v
+    }
+    if changed:
+        details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise ValueError(
+            f"{out} holds a run with other settings ({details}). Resume it with "
+            "the same settings, or pass a new --out folder."
+        )
+    saved.update({k: v for k, v in settings.items() if k in RESUMABLE_SETTINGS})
+    return saved
