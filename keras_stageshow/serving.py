@@ -58,7 +58,7 @@ from keras_stageshow.layers.utils import is_int
 from keras_stageshow.models.translator_files import build_backbone
 from keras_stageshow.models.translator_files import load_run_dir
 from keras_stageshow.models.translator_preprocessor import pack_sources
-from keras_stageshow.tokenizers.subword_tokenizer import visible_ids
+from keras_stageshow.tokenizers.text import visible_ids
 
 SIGNATURES = {
     "serving_default": "text -> translation, score (greedy)",

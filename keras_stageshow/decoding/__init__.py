@@ -4,7 +4,7 @@ takes; `strategies.py`: their cached loops)."""
 
 from keras_stageshow.decoding.ceremony import AwardsCeremony
 from keras_stageshow.decoding.ceremony import ceremony_for
-from keras_stageshow.decoding.ceremony import generate
+from keras_stageshow.decoding.generate_ids import generate
 from keras_stageshow.decoding.samplers import BeamSampler
 from keras_stageshow.decoding.samplers import GreedySampler
 from keras_stageshow.decoding.samplers import RandomSampler

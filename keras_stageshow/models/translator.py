@@ -13,6 +13,7 @@ from keras_stageshow.decoding import samplers
 from keras_stageshow.decoding.ceremony import ceremony_for
 from keras_stageshow.decoding.ceremony import check_jit_compile
 from keras_stageshow.decoding.ceremony import check_max_new_tokens
+from keras_stageshow.decoding.generate_ids import generate
 from keras_stageshow.files import write_folder_atomically
 from keras_stageshow.generation_options import DEFAULTS
 from keras_stageshow.layers.utils import is_int
@@ -336,8 +337,6 @@ def _jit_compile_of(translator):
 
 def _generate_ids(backbone, inputs, sampler, max_new_tokens, return_scores):
     """Token ids in, voted ids out (`Transformer.generate`'s path)."""
-    from keras_stageshow.decoding.ceremony import generate
-
     source_ids = inputs["source_ids"] if isinstance(inputs, dict) else inputs
     return generate(
         backbone, source_ids, max_new_tokens=max_new_tokens,

@@ -36,8 +36,13 @@ from keras_stageshow.special_ids import END_ID
 from keras_stageshow.special_ids import PAD_ID
 from keras_stageshow.special_ids import START_ID
 from keras_stageshow.special_ids import UNK_ID
+from keras_stageshow.tokenizers.text import RESERVED_PIECES
+from keras_stageshow.tokenizers.text import as_strings
+from keras_stageshow.tokenizers.text import check_reserved
+from keras_stageshow.tokenizers.text import flatten_corpus
+from keras_stageshow.tokenizers.text import normalize_texts
+from keras_stageshow.tokenizers.text import visible_ids
 
-RESERVED_PIECES = ("<pad>", "<unk>", "<s>", "</s>")
 MODEL_FILE = "sentencepiece.model"
 CONFIG_FILE = "tokenizer.json"
 
@@ -46,12 +51,6 @@ def _tf():
     import tensorflow as tf
 
     return tf
-
-
-def _tf_text():
-    import tensorflow_text
-
-    return tensorflow_text
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
@@ -124,10 +123,10 @@ class SubwordTokenizer(keras_hub.tokenizers.SentencePieceTokenizer):
         # rely on ids 0-3 being pad/unk/start/end, so check them here, the
         # one place every model passes through (constructor, assets, preset).
         if isinstance(proto, bytes):
-            _check_reserved(proto, "proto")
+            check_reserved(proto, "proto")
         super().set_proto(proto)
         if self.proto is not None and not isinstance(proto, bytes):
-            _check_reserved(self.proto, str(proto))
+            check_reserved(self.proto, str(proto))
 
     # -- training -----------------------------------------------------------
 
@@ -170,8 +169,8 @@ class SubwordTokenizer(keras_hub.tokenizers.SentencePieceTokenizer):
             raise ValueError(
                 f"`model_type` must be 'bpe' or 'unigram'; received {model_type!r}."
             )
-        sentences = _flatten_corpus(texts)
-        sentences = _as_strings(
+        sentences = flatten_corpus(texts)
+        sentences = as_strings(
             normalize_texts(sentences, lowercase, strip_accents)
         )
         sentences = [s for s in sentences if s.strip()]
@@ -265,7 +264,7 @@ class SubwordTokenizer(keras_hub.tokenizers.SentencePieceTokenizer):
 
     def detokenize_to_strings(self, ids):
         """`detokenize`, as a list of Python strings."""
-        return _as_strings(self.detokenize(ids))
+        return as_strings(self.detokenize(ids))
 
     def _renew_graph_tokenizer(self):
         # keras-hub makes the tensorflow-text op once, in `set_proto`. The
@@ -332,100 +331,10 @@ class SubwordTokenizer(keras_hub.tokenizers.SentencePieceTokenizer):
                 f"Tokenizer model {model_path!r} is empty. Save the tokenizer "
                 "again or train a new one."
             )
-        _check_reserved(proto, model_path)
+        check_reserved(proto, model_path)
         return cls(
             proto,
             lowercase=config.get("lowercase", False),
             strip_accents=config.get("strip_accents", False),
             **kwargs,
         )
-
-
-def visible_ids(ids, vocabulary_size):
-    """The ids a reader sees, from ids `(batch, len)` (dense 0-padded or
-    ragged), as a ragged tensor: the tokens
-    before the first end token, without padding, unknown or start tokens.
-    (Also used by the exported SavedModel's graph.)"""
-    tf = _tf()
-    ids = tf.cast(ids, "int32")
-    before_end = tf.math.cumsum(tf.cast(ids == END_ID, "int32"), axis=-1) == 0
-    ids = tf.ragged.boolean_mask(ids, before_end & (ids > END_ID))
-    return tf.clip_by_value(ids, 0, vocabulary_size - 1)
-
-
-def _check_reserved(proto, where):
-    """The pieces of a SentencePiece model, after checking its reserved ids."""
-    import sentencepiece
-
-    processor = sentencepiece.SentencePieceProcessor()
-    try:
-        processor.LoadFromSerializedProto(proto)
-    except Exception as error:  # sentencepiece raises RuntimeError/OSError
-        raise ValueError(
-            f"{where}: not a valid SentencePiece model ({error}). Train one "
-            "with `SubwordTokenizer.train`."
-        ) from None
-    pieces = [processor.IdToPiece(i) for i in range(processor.GetPieceSize())]
-    if tuple(pieces[:4]) != RESERVED_PIECES:
-        raise ValueError(
-            f"{where}: the SentencePiece model lacks the reserved tokens "
-            f"{list(RESERVED_PIECES)} at ids 0-3 (it has {pieces[:4]}). Train it "
-            "with `SubwordTokenizer.train`, or with pad_id=0, unk_id=1, "
-            "bos_id=2, eos_id=3."
-        )
-    return pieces
-
-
-def normalize_texts(texts, lowercase, strip_accents):
-    tf = _tf()
-    texts = _check_texts(texts)
-    if strip_accents:
-        texts = _tf_text().normalize_utf8(texts, "NFD")
-        texts = tf.strings.regex_replace(texts, r"\p{Mn}", "")
-    if lowercase:
-        texts = _tf_text().case_fold_utf8(texts)
-    return texts
-
-
-def _check_texts(texts):
-    # Strings, bytes and string tensors become valid UTF-8 (invalid bytes ->
-    # U+FFFD): the `sentencepiece` library, eagerly, fails on invalid UTF-8.
-    from keras_stageshow.utf8 import decode_utf8
-    from keras_stageshow.utf8 import valid_utf8
-
-    tf = _tf()
-    if isinstance(texts, (str, bytes)):
-        return tf.constant(decode_utf8(texts))
-    if isinstance(texts, (list, tuple, np.ndarray)):
-        bad = [t for t in texts if not isinstance(t, (str, bytes, np.str_))]
-        if bad:
-            raise TypeError(
-                "`texts` must be strings; received an element of type "
-                f"{type(bad[0]).__name__}."
-            )
-        return tf.constant([decode_utf8(t) for t in texts], dtype="string")
-    texts = tf.convert_to_tensor(texts)
-    if texts.dtype != tf.string:
-        raise TypeError(
-            f"`texts` must be strings; received a tensor of dtype {texts.dtype}."
-        )
-    return valid_utf8(texts)
-
-
-def _flatten_corpus(texts):
-    if isinstance(texts, str):
-        raise TypeError(
-            "`texts` must be a list of sentences, not one string. Wrap it in "
-            "a list."
-        )
-    texts = list(texts)
-    if texts and isinstance(texts[0], (list, tuple)):
-        return [s for part in texts for s in part]
-    return texts
-
-
-def _as_strings(tensor):
-    values = tensor.numpy()
-    if isinstance(values, bytes):
-        return values.decode("utf-8")
-    return [v.decode("utf-8") for v in values.tolist()]
