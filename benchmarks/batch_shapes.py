@@ -7,22 +7,30 @@ training: a minute of tokenizing. Prints one JSON line.
 
     python benchmarks/batch_shapes.py --data-dir ../shared/data/multi30k \\
         [--max-shapes 16,8,4] [--tokens-per-batch 2048]
+
+`--smoke` (CI): 40 pairs, a 100-piece vocabulary, 256-token batches,
+at most 4 and 2 shapes.
 """
 
 import argparse
-import json
 
 from common import MULTI30K_DIR
+from common import SMOKE_VOCAB
 from common import cpu_info
+from common import parse_args
+from common import print_result
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=MULTI30K_DIR)
     parser.add_argument("--max-shapes", default="16,8,4")
     parser.add_argument("--tokens-per-batch", type=int, default=2048)
     parser.add_argument("--vocabulary-size", type=int, default=6000)
-    args = parser.parse_args()
+    args = parse_args(
+        parser, argv, max_shapes="4,2", tokens_per_batch=256,
+        vocabulary_size=SMOKE_VOCAB,
+    )
     try:
         bounds = [int(v) for v in args.max_shapes.split(",")]
     except ValueError:
@@ -50,14 +58,14 @@ def main():
                 for key in ("shapes", "batches", "source_padding", "target_padding")
             }
         results[f"{source}-{target}"] = rows
-    print(json.dumps({
+    print_result({
         "benchmark": "batch_shapes",
         "pairs": len(de),
         "tokens_per_batch": args.tokens_per_batch,
         "vocabulary_size": args.vocabulary_size,
         "results": results,
         "cpu": cpu_info(),
-    }))
+    }, args)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,15 @@ goes"). Every model in a benchmark runs in the same process, so the peers get
 the same kernels.
 """
 
+import atexit
+import gzip
+import json
 import os
 import resource
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -29,6 +34,110 @@ SIZES = {
     "base": dict(num_layers=6, d_model=512, num_heads=8, d_ff=2048),
 }
 VOCAB, BATCH, LENGTH = 8000, 64, 32
+
+# --smoke: a benchmark end to end at tiny sizes, in well under a minute (what
+# tests/test_benchmarks.py runs in CI). The figures mean nothing.
+# The vocabulary is that of random ids and, at most, of tokenizers (so few
+# sentences may give fewer pieces).
+SMOKE_SIZE = dict(num_layers=1, d_model=16, num_heads=2, d_ff=32)
+SMOKE_VOCAB, SMOKE_BATCH, SMOKE_LENGTH = 100, 4, 8
+# Pairs of each Multi30k split that a smoke run sees.
+SMOKE_SENTENCES = 40
+# `stageshow train`'s settings for a smoke run's model and tokenizer.
+SMOKE_RUN_SETTINGS = dict(SMOKE_SIZE, vocabulary_size=SMOKE_VOCAB)
+# The committed trained RUN_DIR (tests/fixtures/README.md), for smoke runs of
+# the benchmarks that read a trained run.
+FIXTURE_RUN = os.path.join(HERE, "..", "tests", "fixtures", "main_run")
+
+
+def model_size(args, size="small"):
+    """`(size, vocab)`: SIZES[size] and VOCAB, or with --smoke the tiny
+    SMOKE_SIZE and SMOKE_VOCAB."""
+    if args.smoke:
+        return dict(SMOKE_SIZE), SMOKE_VOCAB
+    return SIZES[size], VOCAB
+
+
+def batch_shape(args):
+    """`(batch, length)` of the random batches: BATCH and LENGTH, or with
+    --smoke SMOKE_BATCH and SMOKE_LENGTH."""
+    return (SMOKE_BATCH, SMOKE_LENGTH) if args.smoke else (BATCH, LENGTH)
+
+
+def smoke_requested(argv=None):
+    """Whether `argv` (default: the command line) asks for --smoke, before
+    any `--` (what follows it is passed on)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--" in argv:
+        argv = argv[: argv.index("--")]
+    return "--smoke" in argv
+
+
+def parse_args(parser, argv=None, smoke_data=True, **smoke_defaults):
+    """Adds --smoke to `parser` and parses `argv` (default: the command
+    line). With --smoke, the flags named in `smoke_defaults` default to
+    those values instead (a flag given still wins), and, with `smoke_data`,
+    a `--data-dir` is replaced by a copy of the first `SMOKE_SENTENCES`
+    pairs of each of its Multi30k splits (`smoke_data_dir`)."""
+    parser.add_argument(
+        "--smoke", action="store_true",
+        help="tiny sizes: run every code path in seconds (CI); the figures "
+        "mean nothing",
+    )
+    if smoke_requested(argv):
+        parser.set_defaults(**smoke_defaults)
+    args = parser.parse_args(argv)
+    if args.smoke and smoke_data and getattr(args, "data_dir", None):
+        args.data_dir = smoke_data_dir(args.data_dir)
+    return args
+
+
+_smoke_data_dirs = {}
+
+
+def smoke_data_dir(data_dir, sentences=SMOKE_SENTENCES):
+    """A temporary Multi30k folder with the first `sentences` lines of each
+    `<split>.<lang>.gz` of `data_dir` (made once a process, removed at
+    exit), so that every reader, a `stageshow train` subprocess included,
+    sees a few dozen pairs."""
+    key = (os.path.abspath(data_dir), sentences)
+    if key not in _smoke_data_dirs:
+        folder = tempfile.mkdtemp(prefix="stageshow-smoke-multi30k-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        names = sorted(n for n in os.listdir(data_dir) if n.endswith(".gz"))
+        if not names:
+            raise FileNotFoundError(f"no Multi30k .gz files in {data_dir!r}")
+        for name in names:
+            with gzip.open(os.path.join(data_dir, name), "rt", encoding="utf-8") as f:
+                lines = [line for _, line in zip(range(sentences), f)]
+            with gzip.open(os.path.join(folder, name), "wt", encoding="utf-8") as f:
+                f.writelines(lines)
+        _smoke_data_dirs[key] = folder
+    return _smoke_data_dirs[key]
+
+
+def smoke_train_flags():
+    """`SMOKE_RUN_SETTINGS` as `stageshow train` flags."""
+    return [
+        flag
+        for name, value in SMOKE_RUN_SETTINGS.items()
+        for flag in (f"--{name.replace('_', '-')}", str(value))
+    ]
+
+
+def smoke_out_dir(prefix):
+    """A temporary folder for a smoke run's RUN_DIRs (removed at exit)."""
+    folder = tempfile.mkdtemp(prefix=f"stageshow-smoke-{prefix}-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def print_result(result, args, **dumps_options):
+    """Prints the benchmark's JSON line, with `"smoke": true` on a smoke
+    run."""
+    if args.smoke:
+        result = {**result, "smoke": True}
+    print(json.dumps(result, **dumps_options), flush=True)
 
 
 def training_flops_per_target_token(
@@ -64,11 +173,13 @@ def best_seconds(function, repeats):
     return best
 
 
-def matmul_peak_gflops(n=4096, repeats=5, dtype="float32"):
+def matmul_peak_gflops(n=4096, repeats=5, dtype="float32", smoke=False):
     """Best-of-`repeats` GFLOP/s of one n x n TensorFlow matmul, and of
-    NumPy's (OpenBLAS) for reference."""
+    NumPy's (OpenBLAS) for reference. `smoke`: one 64 x 64 matmul."""
     import tensorflow as tf
 
+    if smoke:
+        n, repeats = 64, 1
     a = tf.cast(tf.random.normal((n, n)), dtype)
     b = tf.cast(tf.random.normal((n, n)), dtype)
     flops = 2 * n**3

@@ -18,28 +18,32 @@
 Prints one JSON line.
 
     python benchmarks/mixed_precision.py --data-dir ../shared/data/multi30k [--steps 200]
+
+`--smoke` (CI): float32 and mixed_float16 (loss scaling) only, a tiny model
+(`common.SMOKE_SIZE`, vocabulary 100), batch 4, length 8, one round of 2
+steps per policy with no warm-up `fit`, 64 x 64 matmul peaks; then 2 steps
+on 40 Multi30k pairs.
 """
 
 import argparse
-import json
 
-from common import BATCH  # also turns on oneDNN before TensorFlow loads
-from common import MULTI30K_DIR
-from common import LENGTH
-from common import SIZES
-from common import VOCAB
+from common import MULTI30K_DIR  # also turns on oneDNN before TensorFlow loads
 from common import alternate
+from common import batch_shape
 from common import cpu_info
 from common import fit_step_seconds
 from common import matmul_peak_gflops
 from common import median
+from common import model_size
 from common import onednn_enabled
+from common import parse_args
+from common import print_result
 from common import random_batch
 
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
-def new_model(policy, size):
+def new_model(policy, size, vocab):
     """The model and training recipe of `stageshow train` (its warmup and
     learning-rate scale: the rate reaches ~4e-4 by step 200)."""
     import keras
@@ -48,7 +52,7 @@ def new_model(policy, size):
     from keras_stageshow.training.recipe import DEFAULT_SETTINGS
 
     keras.utils.set_random_seed(0)
-    model = ks.Transformer(VOCAB, VOCAB, max_length=128, dtype=policy, **size)
+    model = ks.Transformer(vocab, vocab, max_length=128, dtype=policy, **size)
     model.build(((None, None), (None, None)))
     model.compile(
         warmup_steps=DEFAULT_SETTINGS["warmup_steps"],
@@ -57,7 +61,7 @@ def new_model(policy, size):
     return model
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data-dir",
@@ -73,7 +77,10 @@ def main():
         "--policies", default=",".join(POLICIES),
         help="float32 first, then those to compare with it",
     )
-    args = parser.parse_args()
+    args = parse_args(
+        parser, argv, steps=2, rounds=1, steps_per_turn=2,
+        policies="float32,mixed_float16",  # bfloat16 takes the same path
+    )
     policies = args.policies.split(",")
     if policies[0] != "float32" or not set(policies) <= set(POLICIES):
         parser.error(f"--policies: float32 first, then some of {POLICIES[1:]}")
@@ -85,24 +92,26 @@ def main():
     from keras_stageshow.datasets import make_translation_dataset
     from keras_stageshow.tokenizers import SubwordTokenizer
 
-    size = SIZES["small"]
+    size, vocab = model_size(args)
+    batch, length = batch_shape(args)
 
     # 1. Throughput.
-    models = {policy: new_model(policy, size) for policy in policies}
+    models = {policy: new_model(policy, size, vocab) for policy in policies}
     initial = models["float32"].get_weights()  # before any training
     rate, peaks = {}, {}
     if not args.skip_throughput:
-        data = random_batch(BATCH, LENGTH, LENGTH)
+        data = random_batch(batch, length, length, vocab=vocab)
         for model in models.values():
-            model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
+            if not args.smoke:
+                model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
 
         def turn(model):
             return lambda: fit_step_seconds(model, data, args.steps_per_turn)
 
         seconds = alternate({p: turn(m) for p, m in models.items()}, args.rounds)
-        rate = {p: BATCH * LENGTH / median(s) for p, s in seconds.items()}
+        rate = {p: batch * length / median(s) for p, s in seconds.items()}
         peaks = {
-            dtype: matmul_peak_gflops(n=2048, dtype=dtype)["tensorflow"]
+            dtype: matmul_peak_gflops(n=2048, dtype=dtype, smoke=args.smoke)["tensorflow"]
             for dtype in ("float32", "bfloat16", "float16")
             if dtype == "float32" or f"mixed_{dtype}" in policies
         }
@@ -110,7 +119,7 @@ def main():
     # 2. Loss after --steps steps on real text, same weights, same batches.
     german, english = load_multi30k("train", data_dir=args.data_dir)
     val_german, val_english = load_multi30k("val", data_dir=args.data_dir)
-    tokenizer = SubwordTokenizer.train([german, english], vocabulary_size=VOCAB)
+    tokenizer = SubwordTokenizer.train([german, english], vocabulary_size=vocab)
     train = make_translation_dataset(
         german, english, tokenizer, tokenizer, max_length=128,
         tokens_per_batch=64 * 20, seed=0, epoch=0,
@@ -121,7 +130,7 @@ def main():
     )
     losses = {}
     for policy in policies:
-        model = new_model(policy, size)
+        model = new_model(policy, size, vocab)
         model.set_weights(initial)
         running = []  # Keras's running mean of the epoch's loss, per step
         model.fit(
@@ -152,9 +161,9 @@ def main():
             losses[policy]["val_loss"] / reference - 1, 4
         )
 
-    print(json.dumps({
+    print_result({
         "benchmark": "mixed_precision",
-        "config": {**size, "vocab": VOCAB, "batch": BATCH, "length": LENGTH},
+        "config": {**size, "vocab": vocab, "batch": batch, "length": length},
         "onednn": onednn_enabled(),
         "target_tokens_per_second": {p: round(r) for p, r in rate.items()},
         "speedup_vs_float32": {
@@ -165,7 +174,7 @@ def main():
         "cpu_has_amx_bf16": _cpu_flag("amx_bf16"),
         "cpu": cpu_info(),
         f"loss_after_{args.steps}_steps_multi30k": losses,
-    }))
+    }, args)
 
 
 def _cpu_flag(flag):

@@ -10,20 +10,27 @@ reached, the training minutes, which model was kept and the machine's CPU.
 
     python benchmarks/multi30k.py --data-dir ../shared/data/multi30k
     python benchmarks/multi30k.py --source-lang en --target-lang de
+
+`--smoke` (CI): 40 pairs of each split, a tiny model (`common.SMOKE_SIZE`)
+with a 100-piece vocabulary, 2 epochs averaged (`--average-last 2`) into a
+temporary RUN_DIR, beam 2.
 """
 
 import argparse
-import json
 import os
 import sys
 
 from common import HERE  # also turns on oneDNN before TensorFlow loads
 from common import MULTI30K_DIR
+from common import SMOKE_RUN_SETTINGS
 from common import averaging_summary
 from common import cpu_info
 from common import kept_model
 from common import onednn_enabled
+from common import parse_args
+from common import print_result
 from common import score_translations
+from common import smoke_out_dir
 
 from keras_stageshow.cli_flags import non_negative_int
 
@@ -38,7 +45,7 @@ LANGUAGES = ("de", "en")
 EPOCHS = 40
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data-dir",
@@ -66,12 +73,13 @@ def main():
     parser.add_argument("--num-beams", type=int, default=5)
     parser.add_argument("--length-penalty", type=float, default=1.0)
     parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args()
+    args = parse_args(parser, argv, epochs=2, average_last=2, num_beams=2)
     if args.source_lang == args.target_lang:
         parser.error("--source-lang and --target-lang must differ.")
     direction = f"{args.source_lang}-{args.target_lang}"
+    runs = smoke_out_dir("multi30k") if args.smoke else os.path.join(HERE, "runs")
     out = args.out or os.path.join(
-        HERE, "runs",
+        runs,
         f"multi30k-{direction}" + (
             f"-avg{args.average_last}" if args.average_last is not None else ""
         ),
@@ -94,6 +102,7 @@ def main():
         verbose=2 if args.quiet else 1,
         **{
             **DEFAULT_SETTINGS,
+            **(SMOKE_RUN_SETTINGS if args.smoke else {}),
             "epochs": args.epochs,
             "time_limit_minutes": args.time_limit_minutes,
             **({} if args.average_last is None else {"average_last": args.average_last}),
@@ -154,7 +163,7 @@ def main():
             ]
     result["sacrebleu_signature"] = scores["sacrebleu_signature"]
     result["lowercased_signature"] = scores["lowercased_signature"]
-    print(json.dumps(result, ensure_ascii=False))
+    print_result(result, args, ensure_ascii=False)
     return 0
 
 

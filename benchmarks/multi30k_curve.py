@@ -17,6 +17,10 @@ Each point is appended to --out/curve.jsonl as it is scored, so a killed
 curve resumes where it stopped. Prints one JSON line with every point.
 
     python benchmarks/multi30k_curve.py --source-lang en --target-lang de
+
+`--smoke` (CI): 40 pairs of each split, a tiny model (`common.SMOKE_SIZE`, a
+100-piece vocabulary, the last 2 epochs averaged) in a temporary folder, one
+point (stopped after its first epoch), beam 2.
 """
 
 import argparse
@@ -30,7 +34,11 @@ from common import MULTI30K_DIR
 from common import averaging_summary
 from common import cpu_info
 from common import kept_model
+from common import parse_args
+from common import print_result
 from common import score_translations
+from common import smoke_out_dir
+from common import smoke_train_flags
 from tune_multi30k import train_for
 from keras_stageshow.run_dir import EPOCHS_DIR
 from keras_stageshow.run_dir import LOCK_FILE
@@ -49,7 +57,7 @@ def finish_as_time_limited(out, at, flags, log):
     return train_for(0, at, [*flags, "--epochs", str(epochs)], log)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=MULTI30K_DIR)
     parser.add_argument("--source-lang", choices=("de", "en"), default="en")
@@ -61,13 +69,14 @@ def main():
     )
     parser.add_argument("--num-beams", type=int, default=5)
     parser.add_argument("--length-penalty", type=float, default=1.0)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, minutes=[0.01], num_beams=2)
     if args.source_lang == args.target_lang:
         parser.error("--source-lang and --target-lang must differ.")
     if args.minutes != sorted(args.minutes) or min(args.minutes) <= 0:
         parser.error("--minutes must be positive and in increasing order.")
     direction = f"{args.source_lang}-{args.target_lang}"
-    out = args.out or os.path.join(HERE, "runs", f"curve-{direction}")
+    runs = smoke_out_dir("curve") if args.smoke else os.path.join(HERE, "runs")
+    out = args.out or os.path.join(runs, f"curve-{direction}")
     os.makedirs(out, exist_ok=True)
     points_path = os.path.join(out, "curve.jsonl")
     points = []
@@ -79,6 +88,7 @@ def main():
         "--target-lang", args.target_lang,
         # Room for every limit; the kills below end the run.
         "--epochs", "200",
+        *(smoke_train_flags() + ["--average-last", "2"] if args.smoke else []),
     ]
     run_dir = os.path.join(out, "run")
 
@@ -123,7 +133,7 @@ def main():
         # The scored copy's checkpoints are not needed again.
         shutil.rmtree(os.path.join(at, EPOCHS_DIR), ignore_errors=True)
     run = read_run(run_dir)
-    print(json.dumps({
+    print_result({
         "benchmark": f"multi30k_curve_{args.source_lang}_{args.target_lang}",
         "direction": direction,
         "test_split": "test_2016_flickr",
@@ -133,7 +143,7 @@ def main():
         "decoding": {"num_beams": args.num_beams, "length_penalty": args.length_penalty},
         "points": points,
         "cpu": cpu_info(),
-    }))
+    }, args)
     return 0
 
 

@@ -13,10 +13,12 @@ one row (`InplaceUpdate`).
 Prints one JSON line.
 
     python benchmarks/profile_decoding_step.py --model runs/multi30k
+
+`--smoke` (CI): the committed fixture run (tests/fixtures/main_run), 4 new
+tokens at batch 1, the wall time taken once.
 """
 
 import argparse
-import json
 import os
 import tempfile
 
@@ -27,13 +29,17 @@ from profile_train_step import op_milliseconds
 CACHE_WRITE_OPS = ("InplaceUpdate", "Empty", "ConcatV2", "SplitV", "TensorScatterUpdate")
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a RUN_DIR")
+    parser.add_argument(
+        "--model", required=not common.smoke_requested(argv), help="a RUN_DIR"
+    )
     parser.add_argument("--lengths", default="16,128")
     parser.add_argument("--batches", default="1,32")
     parser.add_argument("--top", type=int, default=8)
-    args = parser.parse_args()
+    args = common.parse_args(
+        parser, argv, model=common.FIXTURE_RUN, lengths="4", batches="1"
+    )
 
     import tensorflow as tf
 
@@ -42,9 +48,9 @@ def main():
     from keras_stageshow.serving import export_for_serving
 
     run = Translator.load(args.model)
+    # `from_config` returns the model built, with fresh weights.
     model = Transformer.from_config(run.model.get_config())
-    model.build(((None, None), (None, None)))
-    fresh = Translator(model, run.source_tokenizer, run.target_tokenizer)
+    fresh = Translator(model, run.preprocessor)
     text = "Ein Mann mit einem roten Hut fährt mit dem Fahrrad über eine Brücke."
     results = {}
     with tempfile.TemporaryDirectory() as base:
@@ -55,7 +61,9 @@ def main():
             signature = tf.saved_model.load(path).signatures["serving_default"]
             for batch in (int(b) for b in args.batches.split(",")):
                 texts = tf.constant([text] * batch)
-                wall = common.best_seconds(lambda: signature(text=texts), 2)
+                wall = common.best_seconds(
+                    lambda: signature(text=texts), 1 if args.smoke else 2
+                )
                 logdir = os.path.join(base, f"profile_{new_tokens}_{batch}")
                 tf.profiler.experimental.start(logdir)
                 signature(text=texts)
@@ -72,20 +80,19 @@ def main():
                         for op, ms in totals.most_common(args.top)
                     },
                 }
-    print(
-        json.dumps(
-            {
-                "benchmark": "profile_decoding_step",
-                "model_config": {
-                    k: model.get_config()[k]
-                    for k in ("num_layers", "d_model", "num_heads", "d_ff")
-                },
-                "note": "served greedy signature, fresh weights; per decoding step; "
-                "top_ops_ms_per_step: op type -> [ms, calls]",
-                "by_length": results,
-                "cpu": common.cpu_info(),
-            }
-        )
+    common.print_result(
+        {
+            "benchmark": "profile_decoding_step",
+            "model_config": {
+                k: model.get_config()[k]
+                for k in ("num_layers", "d_model", "num_heads", "d_ff")
+            },
+            "note": "served greedy signature, fresh weights; per decoding step; "
+            "top_ops_ms_per_step: op type -> [ms, calls]",
+            "by_length": results,
+            "cpu": common.cpu_info(),
+        },
+        args,
     )
 
 

@@ -11,22 +11,26 @@ JSON line: wall seconds per step, op milliseconds per step by type (the top
 
     python benchmarks/profile_train_step.py [--steps 3] [--top 15]
         [--models keras_stageshow,keras_stageshow_with_keras_adam]
+
+`--smoke` (CI): a tiny model (`common.SMOKE_SIZE`, vocabulary 100), batch 4,
+length 8, 2 profiled steps with no warm-up `fit`, the matmul shapes and
+peak timed once at that size.
 """
 
 import argparse
 import collections
 import glob
-import json
 import shutil
 import tempfile
 
-from common import BATCH  # also turns on oneDNN before TensorFlow loads
-from common import LENGTH
-from common import SIZES
+from common import batch_shape  # also turns on oneDNN before TensorFlow loads
 from common import best_seconds
 from common import fit_step_seconds
 from common import matmul_peak_gflops
+from common import model_size
 from common import onednn_enabled
+from common import parse_args
+from common import print_result
 from common import random_batch
 from train_throughput import MODELS
 from train_throughput import NAMES
@@ -56,13 +60,12 @@ def op_milliseconds(logdir, steps):
     return totals, calls
 
 
-def matmul_shape_gflops(repeats=20):
+def matmul_shape_gflops(size, vocab, tokens, repeats=20):
     """GFLOP/s of the step's own matmul shapes, one at a time (rows = the
     batch's 2048 tokens): how close to the 4096-square peak each can get."""
     import tensorflow as tf
 
-    tokens = BATCH * LENGTH
-    d, d_ff, vocab = SIZES["small"]["d_model"], SIZES["small"]["d_ff"], 8000
+    d, d_ff = size["d_model"], size["d_ff"]
     shapes = {
         "qkv": (tokens, d, 3 * d),
         "output_or_query": (tokens, d, d),
@@ -78,7 +81,7 @@ def matmul_shape_gflops(repeats=20):
     return result
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--top", type=int, default=15)
@@ -86,7 +89,7 @@ def main():
         "--models", default=",".join(NAMES),
         help=f"comma-separated, of {', '.join(MODELS)}",
     )
-    args = parser.parse_args()
+    args = parse_args(parser, argv, steps=1)
     models = args.models.split(",")
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
@@ -95,12 +98,15 @@ def main():
     import keras
     import tensorflow as tf
 
-    data = random_batch(BATCH, LENGTH, LENGTH)
+    size, vocab = model_size(args)
+    batch, length = batch_shape(args)
+    data = random_batch(batch, length, length, vocab=vocab)
     results = {}
     for name in models:
         keras.utils.set_random_seed(0)
-        model = make_model(name, SIZES["small"], jit=False)
-        model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
+        model = make_model(name, size, jit=False, vocab=vocab)
+        if not args.smoke:
+            model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
         logdir = tempfile.mkdtemp(prefix="stageshow-profile-")
         tf.profiler.experimental.start(logdir)
         wall = fit_step_seconds(model, data, args.steps + 1)
@@ -120,15 +126,17 @@ def main():
         }
         del model
         keras.backend.clear_session()
-    print(json.dumps({
+    print_result({
         "benchmark": "profile_train_step",
-        "config": {**SIZES["small"], "batch": BATCH, "length": LENGTH, "jit": False},
+        "config": {**size, "batch": batch, "length": length, "jit": False},
         "onednn": onednn_enabled(),
         "note": "top_ops_ms_per_step: op type -> [ms per step, calls per step]",
-        "matmul_gflops_by_shape": matmul_shape_gflops(),
-        "matmul_peak_gflops": matmul_peak_gflops(),
+        "matmul_gflops_by_shape": matmul_shape_gflops(
+            size, vocab, batch * length, repeats=1 if args.smoke else 20
+        ),
+        "matmul_peak_gflops": matmul_peak_gflops(smoke=args.smoke),
         **results,
-    }))
+    }, args)
 
 
 if __name__ == "__main__":

@@ -12,42 +12,52 @@ Each point reports the mean step time over --steps steps (after a first), target
 per second and the counted GFLOP/s. Prints one JSON line.
 
     python benchmarks/scaling.py --data-dir ../shared/data/multi30k [--epochs 5]
+
+`--smoke` (CI): a tiny model (`common.SMOKE_SIZE`, vocabulary 100), one point
+of each sweep (length 8, batch 4), 2 steps with no warm-up `fit`; 2 epochs of
+40 Multi30k pairs.
 """
 
 import argparse
 import gc
-import json
 
 from common import MULTI30K_DIR  # also turns on oneDNN before TensorFlow loads
-from common import SIZES
-from common import VOCAB
+from common import SMOKE_BATCH
+from common import SMOKE_LENGTH
+from common import SMOKE_SENTENCES
 from common import current_rss_mb
 from common import fit_step_seconds
+from common import model_size
 from common import onednn_enabled
+from common import parse_args
 from common import peak_rss_mb
+from common import print_result
 from common import random_batch
 from common import training_flops_per_target_token
 
 LENGTHS = (32, 64, 128, 256, 512)
 BATCHES = (16, 64, 256)
+SMOKE_LENGTHS, SMOKE_BATCHES = (SMOKE_LENGTH,), (SMOKE_BATCH,)
 
 
-def step_seconds(batch, length, steps):
+def step_seconds(batch, length, steps, args, lengths):
     import keras
 
     import keras_stageshow as ks
 
+    size, vocab = model_size(args)
     keras.utils.set_random_seed(0)
-    model = ks.Transformer(VOCAB, VOCAB, max_length=max(LENGTHS) + 1, **SIZES["small"])
+    model = ks.Transformer(vocab, vocab, max_length=max(lengths) + 1, **size)
     model.compile()
-    data = random_batch(batch, length, length)
-    model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)  # trace
+    data = random_batch(batch, length, length, vocab=vocab)
+    if not args.smoke:
+        model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)  # trace
     seconds = fit_step_seconds(model, data, steps + 1)
     del model, data
     keras.backend.clear_session()
     gc.collect()
     flops = training_flops_per_target_token(
-        vocab=VOCAB, source_len=length, target_len=length, **SIZES["small"]
+        vocab=vocab, source_len=length, target_len=length, **size
     )
     tokens = batch * length
     return {
@@ -57,7 +67,7 @@ def step_seconds(batch, length, steps):
     }
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data-dir",
@@ -66,7 +76,7 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--sentences", type=int, default=4000)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, steps=1, epochs=2, sentences=SMOKE_SENTENCES)
 
     import keras
 
@@ -75,19 +85,29 @@ def main():
     from keras_stageshow.datasets import make_translation_dataset
     from keras_stageshow.tokenizers import SubwordTokenizer
 
+    size, vocab = model_size(args)
+    lengths, batches = (
+        (SMOKE_LENGTHS, SMOKE_BATCHES) if args.smoke else (LENGTHS, BATCHES)
+    )
+    # Each sweep holds the other's first value: batch 16, length 32.
+    length_batch, batch_length = batches[0], lengths[0]
     by_length = {
-        str(length): step_seconds(16, length, args.steps) for length in LENGTHS
+        str(length): step_seconds(length_batch, length, args.steps, args, lengths)
+        for length in lengths
     }
-    by_batch = {str(batch): step_seconds(batch, 32, args.steps) for batch in BATCHES}
+    by_batch = {
+        str(batch): step_seconds(batch, batch_length, args.steps, args, lengths)
+        for batch in batches
+    }
 
     german, english = load_multi30k("train", data_dir=args.data_dir)
-    tokenizer = SubwordTokenizer.train([german, english], vocabulary_size=VOCAB)
+    tokenizer = SubwordTokenizer.train([german, english], vocabulary_size=vocab)
     train, stats = make_translation_dataset(
         german[: args.sentences], english[: args.sentences], tokenizer, tokenizer,
         max_length=128, tokens_per_batch=2048, seed=0, return_stats=True,
     )
     keras.utils.set_random_seed(0)
-    model = ks.Transformer(VOCAB, VOCAB, max_length=128, **SIZES["small"])
+    model = ks.Transformer(vocab, vocab, max_length=128, **size)
     model.compile()
     rss = []
     model.fit(
@@ -100,9 +120,9 @@ def main():
             )
         ],
     )
-    print(json.dumps({
+    print_result({
         "benchmark": "scaling",
-        "config": {**SIZES["small"], "vocab": VOCAB},
+        "config": {**size, "vocab": vocab},
         "onednn": onednn_enabled(),
         "by_length_at_batch_16": by_length,
         "by_batch_at_length_32": by_batch,
@@ -113,7 +133,7 @@ def main():
             "growth_after_first_epoch_mb": rss[-1] - rss[0],
             "peak_rss_mb": round(peak_rss_mb()),
         },
-    }))
+    }, args)
 
 
 if __name__ == "__main__":

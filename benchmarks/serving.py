@@ -22,10 +22,14 @@ Prints one JSON line. Ratios above 1 mean the SavedModel is faster than
 Python (which decodes with XLA).
 
     python benchmarks/serving.py --model runs/multi30k --data-dir ../shared/data/multi30k
+
+`--smoke` (CI): the committed fixture run (tests/fixtures/main_run), 2
+single calls, one batch of each strategy (beam 2), one pass (no warm-up
+pass), a sweep at 4 new tokens and batch 1 without the XLA export, timed
+once.
 """
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -34,11 +38,15 @@ import time
 import common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The SavedModels measured: name, `jit_compile`.
+EXPORTS = (("saved_model", False), ("saved_model_xla", True))
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a RUN_DIR")
+    parser.add_argument(
+        "--model", required=not common.smoke_requested(argv), help="a RUN_DIR"
+    )
     parser.add_argument(
         "--data-dir",
         default=os.path.join(HERE, "..", "..", "shared", "data", "multi30k"),
@@ -50,7 +58,11 @@ def main():
     parser.add_argument(
         "--lengths", default="16,64,128", help="new tokens for the per-step sweep"
     )
-    args = parser.parse_args()
+    # The smoke run reads test_2016_flickr whole: its texts start at 100.
+    args = common.parse_args(
+        parser, argv, smoke_data=False, model=common.FIXTURE_RUN, single=2,
+        batches=1, beam_batches=1, num_beams=2, lengths="4",
+    )
 
     import tensorflow as tf
 
@@ -63,7 +75,7 @@ def main():
     with tempfile.TemporaryDirectory() as base:
         runners = {"python": translator_runner(translator, args.num_beams)}
         export_seconds, size_mb = {}, {}
-        for name, jit in (("saved_model", False), ("saved_model_xla", True)):
+        for name, jit in EXPORTS:
             start = time.perf_counter()
             path = export_for_serving(
                 translator, os.path.join(base, name), num_beams=args.num_beams,
@@ -120,10 +132,16 @@ def main():
         # once per shape bucket, the XLA export compiles once per bucket, and
         # TensorFlow optimizes each graph on its first calls. The second pass
         # is the steady state that is reported.
-        measure()
+        if not args.smoke:
+            measure()
         latency, throughput, same, total = measure()
         per_length = length_sweep(
-            translator, source, [int(n) for n in args.lengths.split(",")], base
+            translator, source, [int(n) for n in args.lengths.split(",")], base,
+            # The XLA export's own path is the one measured above.
+            **(
+                {"batches": (1,), "repeats": 1, "exports": EXPORTS[:1]}
+                if args.smoke else {}
+            ),
         )
 
     median = {k: round(1000 * statistics.median(v), 1) for k, v in latency.items()}
@@ -140,28 +158,27 @@ def main():
             if name != "python"
         }
 
-    print(
-        json.dumps(
-            {
-                "benchmark": "serving",
-                "model": os.path.abspath(args.model),
-                "parameters": translator.model.count_params(),
-                "export_seconds": export_seconds,
-                "saved_model_mb": size_mb,
-                "latency_1_sentence_median_ms": median,
-                "latency_1_sentence_p90_ms": p90,
-                "latency_speedup": speedups(median, False),
-                "greedy_batch32_sentences_per_second": throughput["greedy"],
-                "greedy_batch32_speedup": speedups(throughput["greedy"], True),
-                f"beam{args.num_beams}_batch32_sentences_per_second": throughput["beam"],
-                "beam_batch32_speedup": speedups(throughput["beam"], True),
-                "identical_translations": {
-                    name: f"{same[name]}/{total}" for name in runners if name != "python"
-                },
-                "greedy_ms_per_sentence_by_new_tokens": per_length,
-                "cpu": common.cpu_info(),
-            }
-        )
+    common.print_result(
+        {
+            "benchmark": "serving",
+            "model": os.path.abspath(args.model),
+            "parameters": translator.model.count_params(),
+            "export_seconds": export_seconds,
+            "saved_model_mb": size_mb,
+            "latency_1_sentence_median_ms": median,
+            "latency_1_sentence_p90_ms": p90,
+            "latency_speedup": speedups(median, False),
+            "greedy_batch32_sentences_per_second": throughput["greedy"],
+            "greedy_batch32_speedup": speedups(throughput["greedy"], True),
+            f"beam{args.num_beams}_batch32_sentences_per_second": throughput["beam"],
+            "beam_batch32_speedup": speedups(throughput["beam"], True),
+            "identical_translations": {
+                name: f"{same[name]}/{total}" for name in runners if name != "python"
+            },
+            "greedy_ms_per_sentence_by_new_tokens": per_length,
+            "cpu": common.cpu_info(),
+        },
+        args,
     )
 
 
@@ -188,24 +205,27 @@ def saved_model_runner(served):
     return run
 
 
-def length_sweep(translator, source, lengths, base):
-    """Greedy ms per sentence at each number of new tokens, batch 1 and 32,
-    Python (XLA) and both SavedModels, on fresh weights."""
+def length_sweep(
+    translator, source, lengths, base, batches=(1, 32), repeats=3, exports=EXPORTS
+):
+    """Greedy ms per sentence at each number of new tokens and batch size,
+    Python (XLA) and the `exports`, on fresh weights (the best of `repeats`
+    timed calls)."""
     import tensorflow as tf
 
     from keras_stageshow.models.transformer import Transformer
     from keras_stageshow.models.translator import Translator
     from keras_stageshow.serving import export_for_serving
 
+    # `from_config` returns the model built, with fresh weights.
     model = Transformer.from_config(translator.model.get_config())
-    model.build(((None, None), (None, None)))
-    fresh = Translator(model, translator.source_tokenizer, translator.target_tokenizer)
+    fresh = Translator(model, translator.preprocessor)
     results = {}
     for new_tokens in lengths:
         runs = {
             "python": lambda texts: fresh.translate(texts, max_new_tokens=new_tokens)
         }
-        for name, jit in (("saved_model", False), ("saved_model_xla", True)):
+        for name, jit in exports:
             path = export_for_serving(
                 fresh, os.path.join(base, f"sweep{new_tokens}_{name}"),
                 max_new_tokens=new_tokens, jit_compile=jit,
@@ -215,10 +235,10 @@ def length_sweep(translator, source, lengths, base):
                 text=tf.constant(texts)
             )
         row = {}
-        for batch in (1, 32):
+        for batch in batches:
             texts = source[300 : 300 + batch]
             for name, run in runs.items():
-                seconds = common.best_seconds(lambda: run(texts), 3)
+                seconds = common.best_seconds(lambda: run(texts), repeats)
                 row[f"{name}/batch_{batch}"] = round(1000 * seconds / batch, 2)
         results[str(new_tokens)] = row
     return results

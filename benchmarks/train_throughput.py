@@ -14,21 +14,29 @@ run and the fraction of it that the model's counted FLOPs reach. Prints one
 JSON line.
 
     python benchmarks/train_throughput.py [--size small|base] [--steps 4] [--rounds 7]
+
+`--smoke` (CI): a tiny model (`common.SMOKE_SIZE`, vocabulary 100), batch 4,
+length 8, one round of 2 steps per contender with no warm-up `fit`, jit on
+for ours only, a 64 x 64 matmul peak.
 """
 
 import argparse
-import json
 
 from common import BATCH  # also turns on oneDNN before TensorFlow loads
 from common import LENGTH
 from common import SIZES
+from common import SMOKE_BATCH
+from common import SMOKE_LENGTH
 from common import VOCAB
 from common import alternate
 from common import cpu_info
 from common import fit_step_seconds
 from common import matmul_peak_gflops
 from common import median
+from common import model_size
 from common import onednn_enabled
+from common import parse_args
+from common import print_result
 from common import random_batch
 from common import training_flops_per_target_token
 
@@ -38,7 +46,7 @@ KERAS_ADAM = "keras_stageshow_with_keras_adam"
 MODELS = (*NAMES, KERAS_ADAM)
 
 
-def make_model(name, size, jit):
+def make_model(name, size, jit, vocab=VOCAB):
     import keras_stageshow as ks
     from peers.keras_hub_stack import compile_peer
     from peers.keras_hub_stack import keras_hub_translator
@@ -47,7 +55,7 @@ def make_model(name, size, jit):
     if name in ("keras_stageshow", KERAS_ADAM):
         import keras
 
-        model = ks.Transformer(VOCAB, VOCAB, max_length=128, **size)
+        model = ks.Transformer(vocab, vocab, max_length=128, **size)
         optimizer = None  # the default: FusedAdam on the paper's schedule
         if name == KERAS_ADAM:
             schedule = ks.TransformerSchedule(size["d_model"], 4000)
@@ -55,53 +63,54 @@ def make_model(name, size, jit):
         model.compile(optimizer=optimizer, jit_compile=jit)
         return model
     if name == "keras_hub":
-        return compile_peer(keras_hub_translator(VOCAB, max_length=128, **size), jit)
-    return compile_peer(TutorialTransformer(VOCAB, **size), jit)
+        return compile_peer(keras_hub_translator(vocab, max_length=128, **size), jit)
+    return compile_peer(TutorialTransformer(vocab, **size), jit)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--steps", type=int, default=4, help="steps per turn")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batch", type=int, default=BATCH)
     parser.add_argument("--length", type=int, default=LENGTH)
-    args = parser.parse_args()
+    args = parse_args(
+        parser, argv, steps=2, rounds=1, batch=SMOKE_BATCH, length=SMOKE_LENGTH
+    )
 
     import keras
 
-    size = SIZES[args.size]
-    data = random_batch(args.batch, args.length, args.length)
+    size, vocab = model_size(args, args.size)
+    data = random_batch(args.batch, args.length, args.length, vocab=vocab)
     models = {}
     for name in MODELS:
-        for jit in (False, True):
+        # A smoke run compiles one XLA step, ours (each costs seconds).
+        for jit in (False, True) if name == NAMES[0] or not args.smoke else (False,):
             keras.utils.set_random_seed(0)
-            model = make_model(name, size, jit)
-            model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)  # trace
+            model = make_model(name, size, jit, vocab)
+            if not args.smoke:
+                model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)  # trace
             models[f"{name}/jit_{'on' if jit else 'off'}"] = model
 
     def turn(model):
         return lambda: fit_step_seconds(model, data, args.steps)
 
     seconds = alternate({key: turn(m) for key, m in models.items()}, args.rounds)
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops(smoke=args.smoke)
     tokens = args.batch * args.length
     rate = {key: tokens / median(s) for key, s in seconds.items()}
-    per_model = {
-        name: {
-            "jit_off": round(rate[f"{name}/jit_off"]),
-            "jit_on": round(rate[f"{name}/jit_on"]),
-        }
-        for name in MODELS
-    }
+    per_model = {name: {} for name in MODELS}  # name -> "jit_off"/"jit_on" -> rate
+    for key, value in rate.items():
+        name, jit = key.split("/")
+        per_model[name][jit] = round(value)
     best = {name: max(per_model[name].values()) for name in per_model}
     faster_peer = max(NAMES[1:], key=best.get)
     flops = training_flops_per_target_token(
-        vocab=VOCAB, source_len=args.length, target_len=args.length, **size
+        vocab=vocab, source_len=args.length, target_len=args.length, **size
     )
-    print(json.dumps({
+    print_result({
         "benchmark": "train_throughput_fp32",
-        "config": {**size, "vocab": VOCAB, "batch": args.batch, "length": args.length},
+        "config": {**size, "vocab": vocab, "batch": args.batch, "length": args.length},
         "onednn": onednn_enabled(),
         "rounds": args.rounds,
         "steps_per_turn": args.steps,
@@ -113,7 +122,7 @@ def main():
         },
         "fused_adam_speedup": {
             jit: round(per_model["keras_stageshow"][jit] / per_model[KERAS_ADAM][jit], 2)
-            for jit in ("jit_off", "jit_on")
+            for jit in per_model[KERAS_ADAM]
         },
         "training_gflop_per_target_token": round(flops / 1e9, 4),
         "matmul_peak_gflops": peak,
@@ -122,7 +131,7 @@ def main():
             best["keras_stageshow"] * flops / 1e9 / peak["tensorflow"], 3
         ),
         "cpu": cpu_info(),
-    }))
+    }, args)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,10 @@ score.
 
 With `--score-run RUN_DIR` it trains nothing and scores that finished run's
 model (the one it kept: best epoch or average) on `val` the same way.
+
+`--smoke` (CI): 40 pairs of each split, a tiny model (`common.SMOKE_SIZE`,
+a 100-piece vocabulary) trained for 2 epochs at most into a temporary folder
+and stopped after its first (`--minutes 0`), beam 2 only.
 """
 
 import argparse
@@ -31,7 +35,12 @@ from common import HERE
 from common import averaging_summary
 from common import cpu_info
 from common import kept_model
+from common import parse_args
+from common import print_result
 from common import score_translations
+from common import smoke_out_dir
+from common import smoke_requested
+from common import smoke_train_flags
 from keras_stageshow.run_dir import BACKUP_DIR
 from keras_stageshow.run_dir import HISTORY_FILE
 from keras_stageshow.run_dir import read_run
@@ -97,9 +106,9 @@ def loss_by_epoch(out, column):
         return [round(float(row[column]), 4) for row in csv.DictReader(f)]
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--name", required=True)
+    parser.add_argument("--name", required=not smoke_requested(argv))
     parser.add_argument(
         "--data-dir",
         default=MULTI30K_DIR,
@@ -117,17 +126,22 @@ def main():
         "(e.g. a 45-minute `stageshow train --time-limit-minutes 45` run)",
     )
     parser.add_argument("train_flags", nargs="*", help="after --: train flags")
-    args = parser.parse_args()
+    args = parse_args(parser, argv, name="smoke", minutes=0.0, beam=["2:0.6"])
     beams = [tuple(b.split(":")) for b in (args.beam or ["4:0.6", "5:0.6", "5:1.0"])]
     if args.score_run:
         out = args.score_run
         run = read_run(out)
     else:
-        out = os.path.join(HERE, "runs", "trials", args.name)
+        trials = (
+            smoke_out_dir("trials") if args.smoke else os.path.join(HERE, "runs", "trials")
+        )
+        out = os.path.join(trials, args.name)
         os.makedirs(os.path.dirname(out), exist_ok=True)
         flags = [
             "--data-dir", args.data_dir, "--source-lang", args.source_lang,
-            "--target-lang", args.target_lang, "--epochs", "200", *args.train_flags,
+            "--target-lang", args.target_lang, "--epochs", "200",
+            *(smoke_train_flags() + ["--epochs", "2"] if args.smoke else []),
+            *args.train_flags,
         ]
         run = train_for(args.minutes, out, flags, out + ".log")
 
@@ -149,7 +163,7 @@ def main():
             translator, val_source, val_reference, strategy="beam",
             num_beams=int(num_beams), length_penalty=float(penalty),
         )
-    print(json.dumps({
+    print_result({
         "benchmark": "multi30k_trial",
         "trial": args.name,
         "direction": f"{args.source_lang}-{args.target_lang}",
@@ -174,7 +188,7 @@ def main():
             for name, s in scores.items()
         },
         "cpu": cpu_info(),
-    }))
+    }, args)
     return 0
 
 

@@ -16,16 +16,25 @@ the ratio of the whole run's time to the default's. Prints one JSON line.
 
 (`--pairs 0 --epochs 3 --layers 3 --d-model 256 --heads 8 --d-ff 512
 --contenders no_xla,xla` is a full Multi30k run of `stageshow train`'s model.)
+
+`--smoke` (CI): 40 pairs (and 40 of val), a tiny model (`common.SMOKE_SIZE`)
+with a 100-piece vocabulary, 2 epochs of `no_xla` and `graph_bounded` (the
+`xla` contender compiles each of its 16 shapes: minutes, even for this model).
 """
 
 import argparse
-import json
 import os
 import tempfile
 import time
 
-from common import cpu_info  # also turns on oneDNN before TensorFlow loads
+from common import MULTI30K_DIR  # also turns on oneDNN before TensorFlow loads
+from common import SMOKE_SIZE
+from common import SMOKE_VOCAB
+from common import cpu_info
 from common import onednn_enabled
+from common import parse_args
+from common import print_result
+from common import smoke_requested
 
 CONTENDERS = {
     "no_xla": dict(jit_compile=False),
@@ -34,9 +43,9 @@ CONTENDERS = {
 }
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--data-dir", required=not smoke_requested(argv))
     parser.add_argument("--pairs", type=int, default=6000, help="0: all 29,000")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--layers", type=int, default=2)
@@ -44,7 +53,11 @@ def main():
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--d-ff", type=int, help="default: 4 x d_model")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
-    args = parser.parse_args()
+    args = parse_args(
+        parser, argv, data_dir=MULTI30K_DIR, pairs=0, layers=SMOKE_SIZE["num_layers"],
+        d_model=SMOKE_SIZE["d_model"], heads=SMOKE_SIZE["num_heads"],
+        d_ff=SMOKE_SIZE["d_ff"], contenders="no_xla,graph_bounded",
+    )
 
     import keras
 
@@ -70,6 +83,8 @@ def main():
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(round(time.perf_counter() - self.start, 1))
 
+    # A smoke run's few pairs hold too few pieces for the default vocabulary.
+    tokenizer = {"vocabulary_size": SMOKE_VOCAB} if args.smoke else {}
     results = {}
     for name in args.contenders.split(","):
         timer = EpochTimes()
@@ -77,7 +92,8 @@ def main():
             start = time.perf_counter()
             run = train_translation_run(
                 os.path.join(out, "run"), (de, en), val, verbose=0,
-                callbacks=[timer], epochs=args.epochs, **size, **CONTENDERS[name],
+                callbacks=[timer], epochs=args.epochs, **size, **tokenizer,
+                **CONTENDERS[name],
             )
             total = time.perf_counter() - start
         results[name] = {
@@ -97,13 +113,13 @@ def main():
                 round(sum(result["epoch_seconds"][1:]) / sum(base["epoch_seconds"][1:]), 3)
                 if len(base["epoch_seconds"]) > 1 else None
             )
-    print(json.dumps({
+    print_result({
         "benchmark": "xla_training",
         "pairs": len(de), "epochs": args.epochs, **size,
         "results": results,
         "cpu": cpu_info(), "onednn": onednn_enabled(),
         "keras": keras.__version__,
-    }))
+    }, args)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ the normalization, truncation to the model's `max_length`, the cached
 decoding loop and detokenization. Only TensorFlow core ops and
 tensorflow-text ops are used (both are in the TF Serving binary), so the
 export loads with `tf.saved_model.load` after `import tensorflow_text` and
-nothing else.
+nothing else. Beside it, `assets.extra/` holds TF Serving's warm-up requests
+and batching parameters (`tf_serving_files.py`).
 
 The text signatures run the same code as `Translator.translate(texts,
 batch_size=...)`: `AwardsCeremony.translate` (keras_stageshow/decoding/),
@@ -58,6 +59,9 @@ from keras_stageshow.layers.utils import is_int
 from keras_stageshow.models.translator_files import build_backbone
 from keras_stageshow.models.translator_files import load_run_dir
 from keras_stageshow.models.translator_preprocessor import pack_sources
+from keras_stageshow.tf_serving_files import ASSETS_EXTRA
+from keras_stageshow.tf_serving_files import write_batching_parameters
+from keras_stageshow.tf_serving_files import write_warmup_requests
 from keras_stageshow.tokenizers.text import visible_ids
 
 SIGNATURES = {
@@ -65,6 +69,8 @@ SIGNATURES = {
     "beam_search": "text -> translation, score (beam search)",
     "serve": "source_ids, target_ids -> logits",
 }
+TEXT_SIGNATURES = ("serving_default", "beam_search")
+TEXT_INPUT = "text"
 _PARTIAL = ".partial-"
 
 
@@ -82,8 +88,10 @@ def export_for_serving(
     """Exports a trained translator as a SavedModel for TF Serving.
 
     Writes `export_dir/<version>/saved_model.pb` with its `variables/`,
-    `assets/` (the two SentencePiece models) and
-    `assets.extra/stageshow.json` (what was exported, with which options).
+    `assets/` (the two SentencePiece models) and `assets.extra/`:
+    `stageshow.json` (what was exported, with which options and versions),
+    TF Serving's `tf_serving_warmup_requests` and a
+    `batching_parameters.txt` for `batch_size` (`tf_serving_files.py`).
     The version is written to a hidden temporary folder first and renamed
     into place at the end, so an interrupted export never leaves a
     half-written version for TF Serving to load.
@@ -185,9 +193,14 @@ def export_for_serving(
             root, signatures = _build_module(backbone, preprocessor, options, files)
             tf.saved_model.save(root, staging, signatures=signatures)
         write_json_atomically(
-            os.path.join(staging, "assets.extra", "stageshow.json"),
+            os.path.join(staging, ASSETS_EXTRA, "stageshow.json"),
             _description(backbone, preprocessor, options),
         )
+        write_warmup_requests(
+            staging, TEXT_SIGNATURES, TEXT_INPUT, options["batch_size"],
+            backbone.max_length,
+        )
+        write_batching_parameters(staging, options["batch_size"])
         # `mkdtemp` makes a private (0700) folder; a TF Serving process
         # running as another user must be able to read the version.
         os.chmod(staging, 0o777 & ~current_umask())
@@ -244,10 +257,18 @@ def _check_version(export_dir, version):
 
 
 def _description(model, preprocessor, options):
+    import tensorflow_text as tf_text
+
     from keras_stageshow import __version__
 
     return {
         "exported_by": f"keras_stageshow {__version__}",
+        # A TF Serving release should match the TensorFlow that exported.
+        "versions": {
+            "keras_stageshow": __version__,
+            "tensorflow": tf.__version__,
+            "tensorflow_text": tf_text.__version__,
+        },
         "signatures": SIGNATURES,
         "options": options,
         "truncation": (
@@ -288,7 +309,7 @@ def _build_module(model, preprocessor, options, files):
         )
         return {"translation": translations, "score": scores}
 
-    text = tf.TensorSpec([None], tf.string, name="text")
+    text = tf.TensorSpec([None], tf.string, name=TEXT_INPUT)
     root.translate = tf.function(
         lambda text: translate(text, "greedy"),
         input_signature=[text],
@@ -368,6 +389,6 @@ class _ServingPreprocessor(tf.Module):
 
 def read_export_description(version_dir):
     """The `assets.extra/stageshow.json` an export wrote, as a dict."""
-    path = os.path.join(version_dir, "assets.extra", "stageshow.json")
+    path = os.path.join(version_dir, ASSETS_EXTRA, "stageshow.json")
     with open(path, encoding="utf-8") as f:
         return json.load(f)

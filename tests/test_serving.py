@@ -143,6 +143,142 @@ def test_export_writes_the_tf_serving_layout(exported, run_dir):
     assert description["model"]["max_length"] == MAX_LENGTH
 
 
+@pytest.fixture(scope="module")
+def loaded(exported):
+    """The export loaded in this process."""
+    return tf.saved_model.load(str(exported))
+
+
+def _warmup_requests(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = exported / "assets.extra" / "tf_serving_warmup_requests"
+    logs = [
+        prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        for record in tf.data.TFRecordDataset(str(path))
+    ]
+    assert logs and all(log.WhichOneof("log_type") == "predict_log" for log in logs)
+    return [log.predict_log.request for log in logs]
+
+
+def test_warmup_requests_are_prediction_logs_for_each_text_signature(exported):
+    requests = _warmup_requests(exported)
+    by_signature = {}
+    for request in requests:
+        assert list(request.inputs) == ["text"]
+        texts = [t.decode() for t in tf.make_ndarray(request.inputs["text"]).tolist()]
+        by_signature.setdefault(request.model_spec.signature_name, []).append(texts)
+    assert sorted(by_signature) == ["beam_search", "serving_default"]
+    for signature, requests in by_signature.items():
+        kinds = {
+            "short": [t for t in requests if len(t) == 1 and 0 < len(t[0].split()) < 10],
+            "long": [t for t in requests if len(t) == 1 and len(t[0].split()) > MAX_LENGTH],
+            "blank": [t for t in requests if all(not x.strip() for x in t)],
+            "batched": [t for t in requests if len(t) == BATCH_SIZE],
+        }
+        assert all(kinds.values()), (signature, kinds)
+
+
+def test_replaying_the_warmup_requests_answers_every_record(exported, loaded):
+    for request in _warmup_requests(exported):
+        inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+        out = loaded.signatures[request.model_spec.signature_name](**inputs)
+        assert sorted(out) == ["score", "translation"]
+        rows = len(inputs["text"])
+        assert out["translation"].dtype == tf.string and out["translation"].shape == [rows]
+        assert out["score"].shape == [rows]
+
+
+def test_every_signature_input_and_output_is_batched_on_dimension_0(loaded):
+    # TF Serving's batching concatenates requests along dimension 0.
+    assert sorted(loaded.signatures) == sorted(serving.SIGNATURES)
+    for name, signature in loaded.signatures.items():
+        specs = [
+            *signature.structured_input_signature[1].values(),
+            *signature.structured_outputs.values(),
+        ]
+        assert len(specs) >= 2 and all(
+            spec.shape.rank >= 1 and spec.shape[0] is None for spec in specs
+        ), (name, specs)
+
+
+# `BatchingParameters` of tensorflow_serving/servables/tensorflow/
+# session_bundle_config.proto (not in the pip package): the names and types
+# that its text format checks.
+BATCHING_FIELDS = {
+    "max_batch_size": "Int64Value", "batch_timeout_micros": "Int64Value",
+    "max_enqueued_batches": "Int64Value", "num_batch_threads": "Int64Value",
+    "thread_pool_name": "StringValue", "allowed_batch_sizes": None,
+    "pad_variable_length_inputs": None, "enable_large_batch_splitting": "BoolValue",
+    "max_execution_batch_size": "Int64Value",
+}
+
+
+def _batching_parameters_class():
+    from google.protobuf import descriptor_pb2
+    from google.protobuf import descriptor_pool
+    from google.protobuf import message_factory
+    from google.protobuf import wrappers_pb2
+
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="batching.proto", package="tensorflow.serving", syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
+    message = proto.message_type.add(name="BatchingParameters")
+    field_type = descriptor_pb2.FieldDescriptorProto
+    for number, (name, wrapper) in enumerate(BATCHING_FIELDS.items(), start=1):
+        field = message.field.add(name=name, number=number)
+        if wrapper:
+            field.type, field.type_name = field_type.TYPE_MESSAGE, f".google.protobuf.{wrapper}"
+        elif name == "allowed_batch_sizes":
+            field.type, field.label = field_type.TYPE_INT64, field_type.LABEL_REPEATED
+        else:
+            field.type = field_type.TYPE_BOOL
+    pool.Add(proto)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")
+    )
+
+
+def test_batching_parameters_parse_for_the_export_batch_size(exported):
+    from google.protobuf import text_format
+
+    text = (exported / "assets.extra" / "batching_parameters.txt").read_text()
+    parameters = text_format.Parse(text, _batching_parameters_class()())
+    assert parameters.max_execution_batch_size.value == BATCH_SIZE
+    assert parameters.enable_large_batch_splitting.value is True
+    # A request of up to one graph chunk is accepted (and split).
+    assert parameters.max_batch_size.value == 1024
+    assert 0 < parameters.batch_timeout_micros.value <= 100_000
+
+
+def test_export_description_records_the_versions(exported):
+    import tensorflow_text
+
+    versions = serving.read_export_description(str(exported))["versions"]
+    assert versions == {
+        "keras_stageshow": ks.__version__,
+        "tensorflow": tf.__version__,
+        "tensorflow_text": tensorflow_text.__version__,
+    }
+
+
+def test_tf_serving_compat_smoke_mode_compares_an_export(exported):
+    script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "tf_serving_compat.py")
+    result = subprocess.run(
+        [sys.executable, script, "--smoke", "--export", str(exported)],
+        capture_output=True, text=True, timeout=600, env=ENV,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["smoke"] is True and line["loaded_with"]["tensorflow"] == tf.__version__
+    assert line["identical"] == {
+        "beam_search": line["sentences"], "serving_default": line["sentences"]
+    }
+
+
 def test_fresh_process_translates_exactly_as_the_library(served, translator):
     assert served["imported"] == []
     for name, texts in CASES.items():
