@@ -5,10 +5,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import keras_stageshow as ks  # noqa: E402
-from keras_stageshow.datasets import copy_or_reverse  # noqa: E402
 
 TINY = dict(num_layers=2, d_model=16, num_heads=2, d_ff=32, max_length=24)
 
@@ -23,8 +21,10 @@ def pytest_collection_modifyitems(config, items):
     """Tests marked `tf_only` (tokenizers, tf.data, the SavedModel export,
     tf.distribute, TensorFlow ops) are skipped under another Keras backend
     (`KERAS_BACKEND=jax` or `torch`, the CI's backend step). Tests that use
-    the `trained_model` fixture get the `trained_model` marker, which that
-    step deselects (`-m "not trained_model"`) to stay short."""
+    the `trained_model` fixture get the `trained_model` marker, so a run can
+    select or deselect them (`-m "not trained_model"`); since the fixture
+    loads a committed file instead of training, the CI runs them on every
+    backend."""
     name = keras.backend.backend()
     skip = pytest.mark.skip(reason=f"TensorFlow only; the backend is {name!r}")
     for item in items:
@@ -67,32 +67,30 @@ def random_ids(batch, length, vocab=30, seed=0, min_id=4):
     return rng.integers(min_id, vocab, size=(batch, length)).astype("int32")
 
 
-def stage_translator(vocabulary_size=100, max_length=40):
+def stage_translator(vocabulary_size=100, max_length=40, **overrides):
     """An untrained tiny `Translator` with a tokenizer learned on the stage
-    language (one shared vocabulary), built under the current dtype policy."""
+    language (one shared vocabulary), built under the current dtype policy;
+    `overrides` go to `tiny_transformer` (e.g. `num_layers=1`)."""
     from keras_stageshow.datasets.synthetic import stage_language_pairs
 
     source, target = stage_language_pairs(300, seed=0)
     tok = ks.SubwordTokenizer.train([source, target], vocabulary_size=vocabulary_size)
-    model = tiny_transformer(vocab=tok.vocabulary_size(), max_length=max_length)
+    model = tiny_transformer(
+        vocab=tok.vocabulary_size(), max_length=max_length, **overrides
+    )
     return ks.Translator(model, tok, tok)
+
+
+TRAINED_MODEL = os.path.join(os.path.dirname(__file__), "fixtures", "copy_or_reverse.keras")
 
 
 @pytest.fixture(scope="session")
 def trained_model():
-    """A tiny Transformer trained on copy-or-reverse with tf.data and fit."""
-    keras.utils.set_random_seed(7)
-    (source, target_in), target_out = copy_or_reverse(4000, seed=1)
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(((source, target_in), target_out))
-        .shuffle(4000, seed=0)
-        .batch(64)
-        .prefetch(2)
-    )
-    model = ks.Transformer(
-        24, 24, num_layers=2, d_model=64, num_heads=4, d_ff=128,
-        dropout_rate=0.0, max_length=32,
-    )
+    """A tiny Transformer trained on copy-or-reverse with tf.data and fit
+    (14 epochs), loaded from `fixtures/copy_or_reverse.keras` (written once
+    by `fixtures/make_trained_model.py`) and compiled with the recipe it was
+    trained with, so `evaluate` works too."""
+    model = keras.saving.load_model(TRAINED_MODEL, safe_mode=True)
+    assert isinstance(model, ks.Transformer)
     model.compile(warmup_steps=400, learning_rate_scale=0.7, label_smoothing=0.0)
-    model.fit(dataset, epochs=14, verbose=0)
     return model

@@ -76,12 +76,28 @@ def result(process):
 
 
 @pytest.fixture(scope="module")
-def single_device():
-    return result(run("single"))
+def started(request):
+    """The one-device run, and the MirroredStrategy run when its test is
+    selected, started together with the module: they train side by side
+    on the two cores. Maps a mode to its process."""
+    selected = {item.originalname for item in request.session.items}
+    processes = {"single": run("single")}
+    if "test_mirrored_strategy_matches_one_device" in selected:
+        processes["mirrored"] = run("mirrored")
+    yield processes
+    for process in processes.values():
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
-def test_mirrored_strategy_matches_one_device(single_device):
-    mirrored = result(run("mirrored"))
+@pytest.fixture(scope="module")
+def single_device(started):
+    return result(started["single"])
+
+
+def test_mirrored_strategy_matches_one_device(started, single_device):
+    mirrored = result(started["mirrored"])
     assert mirrored["replicas"] == 2
     np.testing.assert_allclose(mirrored["loss"], single_device["loss"], rtol=1e-4)
 

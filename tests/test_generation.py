@@ -119,14 +119,16 @@ def test_generation_stops_at_end_token_and_pads_after(trained_model):
 
 
 def test_default_length_limit_is_source_length_plus_50_capped():
-    model = tiny_transformer(max_length=100)
+    # One layer: the limit is the loop's, not the stack's (each of the 57
+    # steps costs half of two layers' time on the eager backends).
+    model = tiny_transformer(max_length=100, num_layers=1)
     source = random_ids(2, 7)
     source[1, 3:] = 0
     out = model.generate(source, end_id=29)  # an untrained model rarely ends
     assert out.shape == (2, 57)
     # Row 1 has 3 real tokens: at most 53 generated tokens.
     assert np.all(out[1, 53:] == 0)
-    capped = tiny_transformer(max_length=24).generate(random_ids(1, 20))
+    capped = tiny_transformer(max_length=24, num_layers=1).generate(random_ids(1, 20))
     assert capped.shape == (1, 24)
 
 

@@ -3,10 +3,11 @@ and are committed clean, each with its Colab badge and install cell."""
 
 import os
 import pathlib
+import subprocess
+import sys
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 NOTEBOOKS = pathlib.Path(__file__).parent.parent / "notebooks"
 NAMES = [
@@ -34,24 +35,72 @@ def test_notebook_is_committed_clean_with_badge_and_install(name):
     assert "mixed_float16" in code[1].source and "JIT_COMPILE" in code[1].source
 
 
+# Executes one notebook (argv: the notebook, the folder it runs in, where to
+# write it executed); a failing cell exits non-zero with its error.
+EXECUTE = r"""
+import sys
+import nbformat
+from nbclient import NotebookClient
+
+source, workdir, executed = sys.argv[1:]
+notebook = nbformat.read(source, as_version=4)
+client = NotebookClient(
+    notebook, timeout=900, kernel_name="python3",
+    resources={"metadata": {"path": workdir}},
+)
+try:
+    client.execute()  # raises CellExecutionError on the first failing cell
+finally:
+    nbformat.write(notebook, executed)
+"""
+
+
+@pytest.fixture(scope="module")
+def executions(request, tmp_path_factory, data_dir):
+    """The notebooks this session runs, started together: each in a process
+    and a folder of its own, as each Colab notebook gets its own runtime (03
+    trains the small run it exports); side by side, the kernels keep both
+    cores busy. Maps a name to `(process, folder, executed notebook path)`."""
+    wanted = {
+        item.callspec.params["name"]
+        for item in request.session.items
+        if item.originalname == "test_notebook_runs_top_to_bottom"
+    }
+    env = {
+        **os.environ,
+        "STAGESHOW_QUICK": "1",
+        "STAGESHOW_MULTI30K": os.path.abspath(data_dir),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "MPLBACKEND": "agg",
+    }
+    started = {}
+    try:
+        for name in NAMES:
+            if name not in wanted:
+                continue
+            workdir = tmp_path_factory.mktemp(name.split("_")[0])
+            executed = workdir.parent / f"{name}.executed"
+            process = subprocess.Popen(
+                [sys.executable, "-c", EXECUTE, str(NOTEBOOKS / name), str(workdir),
+                 str(executed)],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )
+            started[name] = (process, workdir, executed)
+        yield started
+    finally:
+        for process, _, _ in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 @pytest.mark.tf_only  # tf.data, the tokenizers, the SavedModel export
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_top_to_bottom(name, tmp_path, data_dir, monkeypatch):
-    # Each in a folder of its own, as each Colab notebook gets its own
-    # runtime: 03 trains the small run it exports.
-    workdir = tmp_path
-    monkeypatch.setenv("STAGESHOW_QUICK", "1")
-    monkeypatch.setenv("STAGESHOW_MULTI30K", os.path.abspath(data_dir))
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    monkeypatch.setenv("MPLBACKEND", "agg")
-    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-    client = NotebookClient(
-        notebook,
-        timeout=900,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(workdir)}},
-    )
-    client.execute()  # raises CellExecutionError on the first failing cell
+def test_notebook_runs_top_to_bottom(name, executions):
+    process, workdir, executed = executions[name]
+    log, _ = process.communicate(timeout=1800)
+    assert process.returncode == 0, log[-5000:]
+    notebook = nbformat.read(executed, as_version=4)
     text = "\n".join(
         output.get("text", "")
         for cell in notebook.cells
