@@ -80,3 +80,15 @@ def test_in_place_is_refused_by_name_on_another_backend():
     else:
         with pytest.raises(ValueError, match="slice_update"):
             kv_cache.check_cache_write("in_place")
+
+
+def test_take_rows_gathers_rows_like_take():
+    """Beam search reorders caches and hypotheses with `take_rows` (one
+    gather on TensorFlow, without `take`'s negative-index ops)."""
+    x = np.arange(24, dtype="float32").reshape(4, 3, 2)
+    rows = np.array([3, 0, 0, 2], "int32")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(kv_cache.take_rows(x, rows)), x[rows]
+    )
+    keys, values = kv_cache.reorder_cache((x, -x), rows)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(values), -x[rows])

@@ -87,9 +87,7 @@ def test_respects_dtype_policy(cls, kwargs, inputs, shape):
     assert keras.backend.standardize_dtype(output.dtype) == expected
     assert all(w.dtype == "float32" for w in layer.weights)
     for sublayer in layer._flatten_layers(include_self=False):
-        # The sinusoids are computed in float32 on purpose (see Preprocess).
-        policy = "float32" if sublayer.name == "sine_position_encoding" else "mixed_bfloat16"
-        assert sublayer.dtype_policy.name == policy, sublayer.name
+        assert sublayer.dtype_policy.name == "mixed_bfloat16", sublayer.name
 
 
 @pytest.mark.parametrize("cls,kwargs,inputs,shape", CASES, ids=IDS_CASES)
@@ -189,6 +187,26 @@ def test_preprocess_scales_embedding_and_adds_sinusoids():
     angle = pos / 10000 ** (2 * i / 8)
     pe = np.stack([np.sin(angle), np.cos(angle)], -1).reshape(2, 8)
     np.testing.assert_allclose(out[0], table[[3, 4]] * np.sqrt(8) + pe, atol=1e-5)
+
+
+def test_positional_encoding_is_keras_hubs_to_the_bit():
+    """Saved runs were trained with keras-hub's sinusoids; the fewer ops a
+    decoding step computes them in give the same floats, at every position
+    and from any start (a step's one position), so saved runs translate
+    identically (tests/test_saved_runs.py): tolerance 0."""
+    import keras_hub
+
+    layer = ks.Preprocess(20, 512, max_length=512)
+    reference = keras_hub.layers.SinePositionEncoding(dtype="float32")
+    zeros = np.zeros((1, 512, 512), "float32")
+    np.testing.assert_array_equal(
+        to_numpy(layer.positional_encoding(512)), to_numpy(reference(zeros))
+    )
+    for start in (0, 7, 300, 511):
+        np.testing.assert_array_equal(
+            to_numpy(layer.positional_encoding(1, start_index=start)),
+            to_numpy(reference(zeros[:, :1], start_index=start)),
+        )
 
 
 def test_preprocess_start_index_shifts_positions():

@@ -201,8 +201,9 @@ class AwardsCeremony:
         """`(next, cache)`: the step a sampler runs, `next(rumour (rows, 1),
         cache, index) -> (logits (rows, vocab), cache)`, and the empty
         self-attention cache for `steps` votes of `batch * repeat` rows.
-        The show and its cross-attention keys/values are computed here,
-        once; every beam of a sentence watches the same show."""
+        The show, its cross-attention keys/values and the voting kernel are
+        computed here, once; every beam of a sentence watches the same
+        show."""
         model = self.model
         # (batch, source_len, d_model), (batch, source_len)
         enc_output, source_mask = model.call_encoder(source_ids)
@@ -214,10 +215,13 @@ class AwardsCeremony:
         cross_cache = assessment.compute_cross_attention_cache(enc_output)
         cache = assessment.empty_self_attention_cache(rows, steps, self.cache_write)
         cache_write = self.cache_write
+        # The tied embeddings transposed once, not at every step.
+        voting_kernel = model.voting.tied_kernel()
 
         def next(rumour, cache, index):
             logits, (cache, _) = model.call_decoder_with_cache(
-                rumour, source_mask, (cache, cross_cache), index, cache_write
+                rumour, source_mask, (cache, cross_cache), index, cache_write,
+                voting_kernel,
             )
             return strategies.never_vote_padding(logits), cache
 

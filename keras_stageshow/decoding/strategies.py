@@ -14,6 +14,7 @@ import numpy as np
 from keras import ops
 
 from keras_stageshow.layers.kv_cache import reorder_cache
+from keras_stageshow.layers.kv_cache import take_rows
 from keras_stageshow.special_ids import PAD_ID
 
 NEG_INF = -1e9
@@ -108,13 +109,15 @@ def greedy_search(
         logits, cache = next(rumour, cache, index)
         log_probs = ops.log_softmax(logits, axis=-1)
         if uniform is None:
-            vote = ops.cast(ops.argmax(logits, axis=-1), "int32")
+            # The most likely token and its log-probability, in one op
+            # (`argmax` would add four passes over the logits that order
+            # -0.0 before 0.0). (batch, 1) each
+            gained, vote = ops.top_k(log_probs, 1)
+            vote = ops.cast(vote[:, 0], "int32")
         else:
-            vote = pick_sample(
-                logits, uniform[index], temperature, top_k, top_p
-            )
+            vote = pick_sample(logits, uniform[index], temperature, top_k, top_p)
+            gained = ops.take_along_axis(log_probs, ops.expand_dims(vote, -1), -1)
         vote = ops.where(done, 0, vote)
-        gained = ops.take_along_axis(log_probs, ops.expand_dims(vote, -1), -1)
         scores = scores + ops.where(done, 0.0, ops.squeeze(gained, -1))
         # The vote goes to position index + 1. (batch, 1 + steps)
         here = ops.equal(positions, index + 1)
@@ -146,8 +149,8 @@ def beam_search(next, cache, limits, steps, start_id, end_id, num_beams, alpha):
     """
     batch = ops.shape(limits)[0]
     k = num_beams
-    rows = batch * k
     limits = ops.cast(limits, "int32")
+    width = steps + 1
     # Hypotheses: (batch, beams, 1 + steps), the start token first.
     seqs = ops.concatenate(
         [
@@ -168,27 +171,34 @@ def beam_search(next, cache, limits, steps, start_id, end_id, num_beams, alpha):
     finished = ops.full((batch, k), NEG_INF, "float32")
     done = ops.less_equal(limits, 0)
     best_penalty = length_penalty(limits, alpha)  # (batch,)
-    # (batch, 1): where each sentence's beams start in the flat rows.
-    offsets = ops.expand_dims(ops.arange(batch, dtype="int32") * k, -1)
-    positions = ops.arange(steps + 1, dtype="int32")
+    # (batch, 1): each sentence's number, to find its rows in flat arrays.
+    sentence = ops.expand_dims(ops.arange(batch, dtype="int32"), -1)
+    positions = ops.arange(width, dtype="int32")
+    rank = ops.expand_dims(ops.arange(2 * k, dtype="int32"), 0)
 
-    def write(hyps, index, tokens):
-        """hyps (batch, n, 1+steps) with `tokens` (batch, n) at index+1."""
-        here = ops.equal(positions, index + 1)  # (1 + steps,)
-        return ops.where(here, ops.expand_dims(tokens, -1), hyps)
+    def flat_rows(index, n):
+        """Rows, in `(batch * n, ...)`, of each sentence's hypotheses
+        `index` (batch, m) among its n. # (batch * m,)"""
+        return ops.reshape(index + sentence * n, (-1,))
 
-    def keep_going(index, seqs, alive, finished_seqs, finished, done, cache):
+    def pick(hyps, index):
+        """`hyps[b, index[b, j]]`, one gather. # (batch, n, 1 + steps) ->
+        (batch, m, 1 + steps)"""
+        rows = flat_rows(index, hyps.shape[1])
+        picked = take_rows(ops.reshape(hyps, (-1, width)), rows)
+        return ops.reshape(picked, (-1, index.shape[1], width))
+
+    def keep_going(index, rumour, seqs, alive, finished_seqs, finished, done, cache):
         return ops.logical_and(index < steps, ops.logical_not(ops.all(done)))
 
-    def step(index, seqs, alive, finished_seqs, finished, done, cache):
-        # (batch * beams, 1)
-        rumour = ops.reshape(seqs[:, :, index], (rows, 1))
+    def step(index, rumour, seqs, alive, finished_seqs, finished, done, cache):
+        # (batch * beams, vocab)
         logits, cache = next(rumour, cache, index)
         vocab = ops.shape(logits)[-1]
-        # (batch, beams, vocab)
-        log_probs = ops.reshape(ops.log_softmax(logits, -1), (batch, k, vocab))
+        # Each beam's score plus each next token's. (batch, beams * vocab)
+        log_probs = ops.reshape(ops.log_softmax(logits, -1), (-1, k, vocab))
         candidates = ops.reshape(
-            ops.expand_dims(alive, -1) + log_probs, (batch, k * vocab)
+            ops.expand_dims(alive, -1) + log_probs, (-1, k * vocab)
         )
         # The 2k best continuations: at least k of them do not end.
         # (batch, 2 * beams)
@@ -197,10 +207,12 @@ def beam_search(next, cache, limits, steps, start_id, end_id, num_beams, alpha):
         token = ops.cast(top_index % vocab, "int32")
         length = index + 1
         at_limit = ops.expand_dims(ops.greater_equal(length, limits), -1)
-        rank = ops.expand_dims(ops.arange(2 * k), 0)
         ending = ops.logical_or(ops.equal(token, end_id), at_limit)
-        # Candidate hypotheses. (batch, 2 * beams, 1 + steps)
-        grown = write(ops.take_along_axis(seqs, parent[..., None], 1), index, token)
+        # Candidate hypotheses: the parent's with the token at `length`.
+        # (batch, 2 * beams, 1 + steps)
+        grown = ops.where(
+            ops.equal(positions, length), ops.expand_dims(token, -1), pick(seqs, parent)
+        )
 
         # Finished: ending candidates among the k best.
         new_finished = ops.where(
@@ -208,20 +220,20 @@ def beam_search(next, cache, limits, steps, start_id, end_id, num_beams, alpha):
             top_scores / length_penalty(length, alpha),
             NEG_INF,
         )
-        pool = ops.concatenate([finished, new_finished], axis=1)
-        finished, pick = ops.top_k(pool, k)
-        finished_seqs = ops.take_along_axis(
-            ops.concatenate([finished_seqs, grown], axis=1), pick[..., None], 1
+        finished, best = ops.top_k(
+            ops.concatenate([finished, new_finished], axis=1), k
         )
+        finished_seqs = pick(ops.concatenate([finished_seqs, grown], axis=1), best)
 
-        # Live: the k best candidates that do not end.
-        live_scores = ops.where(ending, NEG_INF, top_scores)
-        alive, pick = ops.top_k(live_scores, k)
-        seqs = ops.take_along_axis(grown, pick[..., None], 1)
-        parent = ops.take_along_axis(parent, pick, 1)
+        # Live: the k best candidates that do not end. (batch, beams)
+        alive, best = ops.top_k(ops.where(ending, NEG_INF, top_scores), k)
+        seqs = pick(grown, best)
+        live = flat_rows(best, 2 * k)
+        # Their tokens are the next rumours. (batch * beams, 1)
+        rumour = ops.expand_dims(take_rows(ops.reshape(token, (-1,)), live), -1)
         # Each live beam takes its parent's caches. (batch * beams,)
-        rows_from = ops.reshape(ops.cast(parent, "int32") + offsets, (rows,))
-        cache = [reorder_cache(c, rows_from) for c in cache]
+        parents = take_rows(flat_rows(parent, k), live)
+        cache = [reorder_cache(c, parents) for c in cache]
 
         # Done: the worst kept finished hypothesis beats the best a live
         # one could still reach (log P only falls; the penalty grows to
@@ -233,19 +245,14 @@ def beam_search(next, cache, limits, steps, start_id, end_id, num_beams, alpha):
             | ((finished[:, -1] > NEG_INF / 2) & (can_reach <= finished[:, -1]))
         )
         return (
-            index + 1,
-            seqs,
-            alive,
-            finished_seqs,
-            finished,
-            done,
-            cache,
+            index + 1, rumour, seqs, alive, finished_seqs, finished, done, cache
         )
 
-    _, _, _, finished_seqs, finished, _, _ = ops.while_loop(
+    rumour = ops.full((batch * k, 1), start_id, "int32")
+    _, _, _, _, finished_seqs, finished, _, _ = ops.while_loop(
         keep_going,
         step,
-        (0, seqs, alive, finished_seqs, finished, done, cache),
+        (0, rumour, seqs, alive, finished_seqs, finished, done, cache),
     )
     best = finished_seqs[:, 0, 1:]
     # Nothing after the end token.

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_stageshow.layers import fused_projection
 from keras_stageshow.layers.adjust import Adjust
 from keras_stageshow.layers.arguments import ADJUST_ARGUMENTS
 from keras_stageshow.layers.arguments import FEED_FORWARD_ARGUMENTS
@@ -88,7 +89,9 @@ class CrewDiscussion(keras.layers.Layer):
         residual = x
         x = self.adjust.pre_norm(x)
         # (batch, seq_len, d_ff) -> (batch, seq_len, d_model)
-        x = self.output_dense(self.inner_dense(x))
+        x = fused_projection.on_rows(
+            lambda rows: self.output_dense(self.inner_dense(rows)), x
+        )
         return self.adjust(x, residual, training=training)
 
     def compute_output_shape(self, x_shape):

@@ -3,7 +3,8 @@ and how one step's keys and values are written into it.
 
 A cache is a pair `(keys, values)`, each `(batch, num_heads, cache_len,
 head_dim)`: head-major, the layout attention's batched matmuls read without
-a transpose. How a step's row is written (and so what the step then reads,
+a transpose (a step's one token reaches it by a reshape, `heads_first`).
+How a step's row is written (and so what the step then reads,
 `visible_cache`) is chosen explicitly by the decoding core, never by hidden
 state:
 
@@ -67,24 +68,26 @@ def empty_cache(batch, num_heads, length, key_dim, value_dim, dtype, cache_write
 def write_cache(cache, index, keys, values, cache_write):
     """`cache` with `keys`/`values` `(batch, num_heads, 1, head_dim)` written
     at position `index`."""
-    if cache_write == "in_place":
-        import tensorflow as tf
+    if cache_write != "in_place":
+        return tuple(
+            ops.slice_update(old, [0, 0, index, 0], ops.cast(new, old.dtype))
+            for old, new in zip(cache, (keys, values))
+        )
+    import tensorflow as tf
 
-        def write(old, new):
-            batch, heads, length, dim = (tf.shape(old)[i] for i in range(4))
-            # The rows of position `index` in the (batch * heads * length, dim) view.
-            rows = tf.range(batch * heads) * length + tf.cast(index, "int32")
-            flat = tf.raw_ops.InplaceUpdate(
-                x=tf.reshape(old, [-1, dim]),
-                i=rows,
-                v=tf.reshape(tf.cast(new, old.dtype), [-1, dim]),
-            )
-            return tf.ensure_shape(tf.reshape(flat, tf.shape(old)), old.shape)
+    # The rows of position `index` in the (batch * heads * length, dim) view
+    # of either part: every length-th row from `index`.
+    shape = tf.shape(cache[0])
+    rows = tf.range(tf.cast(index, "int32"), shape[0] * shape[1] * shape[2], shape[2])
 
-    else:
-
-        def write(old, new):
-            return ops.slice_update(old, [0, 0, index, 0], ops.cast(new, old.dtype))
+    def write(old, new):
+        dim = old.shape[-1]
+        flat = tf.raw_ops.InplaceUpdate(
+            x=tf.reshape(old, [-1, dim]),
+            i=rows,
+            v=tf.reshape(tf.cast(new, old.dtype), [-1, dim]),
+        )
+        return tf.ensure_shape(tf.reshape(flat, tf.shape(old)), old.shape)
 
     return write(cache[0], keys), write(cache[1], values)
 
@@ -94,7 +97,10 @@ def visible_cache(cache, index, cache_write):
     written: `(keys, values, mask)`.
 
     With `"in_place"` (no XLA) shapes may change from step to step: the
-    filled prefix, no mask. With `"slice_update"` XLA needs one shape: the
+    filled prefix, no mask (a copy of the prefix, but a decoding run that
+    ends long before its bucket's last step reads that much less than the
+    whole cache: measured 8% faster a step at batch 32 for 16 of 80 steps,
+    the same for 32 of 32). With `"slice_update"` XLA needs one shape: the
     whole cache under the look-ahead mask, which hides the rows not yet
     written.
     """
@@ -110,4 +116,26 @@ def visible_cache(cache, index, cache_write):
 def reorder_cache(cache, rows):
     """The cache of the rows `rows` (beam search: each beam takes its
     parent's cache). # rows: (batch,)"""
-    return tuple(ops.take(part, rows, axis=0) for part in cache)
+    return tuple(take_rows(part, rows) for part in cache)
+
+
+def take_rows(x, rows):
+    """`x[rows]`, rows along the first axis, `rows` int32 in `[0, len(x))`.
+
+    On TensorFlow one `GatherV2`: `keras.ops.take` adds five ops that wrap
+    negative indices, which rows never are. # rows: (n,) -> (n, ...)
+    """
+    if backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.gather(x, rows)
+    return ops.take(x, rows, axis=0)
+
+
+def heads_first(x):
+    """`(batch, len, heads, dim)` <-> `(batch, heads, len, dim)`, the cache's
+    layout: a reshape, not a copy, for a decoding step's one token."""
+    a, b = x.shape[1], x.shape[2]
+    if (a == 1 and b is not None) or (b == 1 and a is not None):
+        return ops.reshape(x, (-1, b, a, x.shape[3]))
+    return ops.transpose(x, (0, 2, 1, 3))

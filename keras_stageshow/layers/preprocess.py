@@ -3,7 +3,6 @@
 import math
 
 import keras
-import keras_hub
 from keras import ops
 
 from keras_stageshow.layers.utils import check_positive_int
@@ -20,8 +19,8 @@ class Preprocess(keras.layers.Layer):
     `Embedding -> x sqrt(d_model) -> + positional encoding -> Dropout`, as in
     section 3.4 and 3.5 of the paper. Positional encodings are the paper's
     sinusoids, `PE(pos, 2i) = sin(pos / 10000^(2i/d_model))` and
-    `PE(pos, 2i+1) = cos(...)`, computed on the fly (no weights) by
-    `keras_hub.layers.SinePositionEncoding`.
+    `PE(pos, 2i+1) = cos(...)`, computed on the fly (no weights) as
+    `keras_hub.layers.SinePositionEncoding` computes them, in fewer ops.
 
     Token id 0 is padding: the layer returns a Keras mask (`token_ids != 0`)
     that the following stage-show layers use as the padding mask.
@@ -103,13 +102,6 @@ class Preprocess(keras.layers.Layer):
         self.dropout = keras.layers.Dropout(
             self.dropout_rate, dtype=self.dtype_policy, name="dropout"
         )
-        # keras-hub's sinusoids are the paper's interleaved form, as accurate
-        # as a float32 table can be (4e-5 from float64 at 512 x 512, like
-        # ours were). Kept in float32 under any policy: in float16 or
-        # bfloat16 the angles of late positions would be wrong.
-        self.sine_position_encoding = keras_hub.layers.SinePositionEncoding(
-            dtype="float32", name="sine_position_encoding"
-        )
         self._scale = math.sqrt(d_model)
 
     def build(self, token_ids_shape):
@@ -131,14 +123,32 @@ class Preprocess(keras.layers.Layer):
         return self.dropout(x, training=training)
 
     def positional_encoding(self, length, start_index=0):
-        """The paper's sinusoids for positions `start_index .. + length`.
+        """The paper's sinusoids for positions `start_index .. + length`,
+        in float32 under any policy (in float16 or bfloat16 the angles of
+        late positions would be wrong).
+
+        The values of `keras_hub.layers.SinePositionEncoding`, to the bit
+        (its timescales, then one product per angle), in a third of its ops
+        (no einsums): a decoding step without XLA computes its position's
+        row op by op. A table of every position, read by index, would save
+        four more ops a step but adds `max_length * d_model` floats to every
+        traced function (6 MB to a SavedModel of the default model).
 
         # (1, length, d_model), float32
         """
-        return self.sine_position_encoding(
-            ops.zeros((1, length, self.d_model), "float32"),
-            start_index=start_index,
+        features = ops.arange(self.d_model)
+        # The keras-hub timescales: 10000^(-2i / d_model), i = feature // 2.
+        # Constants, which TensorFlow's compiler folds. (d_model,)
+        exponents = ops.cast(2 * (features // 2), "float32")
+        timescales = ops.power(
+            ops.cast(1 / 10000, "float32"),
+            exponents / ops.cast(self.d_model, "float32"),
         )
+        positions = ops.cast(ops.arange(length) + start_index, "float32")
+        # (length, d_model)
+        angles = ops.expand_dims(positions, -1) * timescales
+        encoding = ops.where(features % 2 == 0, ops.sin(angles), ops.cos(angles))
+        return ops.expand_dims(encoding, 0)
 
     def compute_mask(self, token_ids, mask=None):
         return padding_mask_from_ids(token_ids)

@@ -214,7 +214,8 @@ class Transformer(DistributedTrainingFixes, keras_hub.models.Backbone):
         return enc_output, source_mask
 
     def call_decoder_with_cache(
-        self, rumour_ids, source_mask, caches, index, cache_write="slice_update"
+        self, rumour_ids, source_mask, caches, index, cache_write="slice_update",
+        voting_kernel=None,
     ):
         """One cached step of the awards ceremony: the Oscar assessment of
         the rumour at position `index` with the caches, then Voting.
@@ -230,6 +231,8 @@ class Transformer(DistributedTrainingFixes, keras_hub.models.Backbone):
             index: int, the step's position.
             cache_write: how the step writes the self-attention caches,
                 `"slice_update"` or `"in_place"` (`layers/kv_cache.py`).
+            voting_kernel: optional, `voting.tied_kernel()` made once per
+                decoding run, so a step does not transpose the embeddings.
 
         Returns `(logits, caches)`: the next token's logits
         `(batch, target_vocab_size)`, float32, and the caches, the
@@ -247,7 +250,7 @@ class Transformer(DistributedTrainingFixes, keras_hub.models.Backbone):
             training=False,
         )
         # (batch, target_vocab_size)
-        logits = self.voting(dec_output)[:, 0, :]
+        logits = self.voting(dec_output, kernel=voting_kernel)[:, 0, :]
         return logits, (self_caches, cross_caches)
 
     def attention_scores(self, inputs):
