@@ -1,3 +1,4 @@
+import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -60,6 +61,15 @@ def tiny_transformer(vocab=30, target_vocab=None, **overrides):
     kwargs = dict(TINY, dropout_rate=0.0)
     kwargs.update(overrides)
     return ks.Transformer(vocab, target_vocab or vocab, **kwargs)
+
+
+def script_output(process, timeout=600):
+    """The JSON object that a test's training script (run with `sys.executable`
+    in a `subprocess.Popen` with text pipes) prints on its last line; fails
+    with the end of its stderr when it exits with an error."""
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def random_ids(batch, length, vocab=30, seed=0, min_id=4):

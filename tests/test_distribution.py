@@ -14,6 +14,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import script_output
+
 pytestmark = pytest.mark.tf_only  # tf.distribute
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -69,12 +71,6 @@ def run(*args, env=None):
     )
 
 
-def result(process):
-    out, err = process.communicate(timeout=600)
-    assert process.returncode == 0, err[-3000:]
-    return json.loads(out.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
 def started(request):
     """The one-device run, and the MirroredStrategy run when its test is
@@ -93,11 +89,11 @@ def started(request):
 
 @pytest.fixture(scope="module")
 def single_device(started):
-    return result(started["single"])
+    return script_output(started["single"])
 
 
 def test_mirrored_strategy_matches_one_device(started, single_device):
-    mirrored = result(started["mirrored"])
+    mirrored = script_output(started["mirrored"])
     assert mirrored["replicas"] == 2
     np.testing.assert_allclose(mirrored["loss"], single_device["loss"], rtol=1e-4)
 
@@ -126,7 +122,7 @@ def test_multi_worker_mirrored_strategy_matches_one_device(single_device):
             processes.append(
                 run("worker", env={**ENV, "TF_CONFIG": json.dumps(config)})
             )
-        outcomes = [result(p) for p in processes]
+        outcomes = [script_output(p) for p in processes]
     finally:
         for process in processes:  # a failed worker must not leave the other waiting
             if process.poll() is None:
