@@ -56,7 +56,9 @@ from keras_stageshow.files import current_umask
 from keras_stageshow.files import write_json_atomically
 from keras_stageshow.generation_options import DEFAULTS
 from keras_stageshow.layers.utils import is_int
+from keras_stageshow.models.quantization import quantized_for_export
 from keras_stageshow.models.translator_files import build_backbone
+from keras_stageshow.models.translator_files import decoding_backbone
 from keras_stageshow.models.translator_files import load_run_dir
 from keras_stageshow.models.translator_preprocessor import pack_sources
 from keras_stageshow.tf_serving_files import ASSETS_EXTRA
@@ -84,6 +86,7 @@ def export_for_serving(
     batch_size=DEFAULTS.batch_size,
     dtype=None,
     jit_compile=False,
+    quantize=None,
 ):
     """Exports a trained translator as a SavedModel for TF Serving.
 
@@ -115,10 +118,12 @@ def export_for_serving(
             request's sentences are sorted by length first). The
             translations equal `Translator.translate(texts,
             batch_size=batch_size)`'s.
-        dtype: the compute dtype policy of the exported graph, e.g.
-            `"float32"` for a model trained with `"mixed_float16"` that will
-            be served on CPUs (float16 matmuls are slow there). By default,
-            the model's own policy.
+        dtype: the compute dtype policy of the exported graph. By default
+            the dtype of the model's variables: float32 for a model trained
+            in mixed precision, which then translates exactly as
+            `Translator.load(run)` does (`decoding_backbone` says why and
+            what was measured). `"mixed_bfloat16"` serves batches faster on
+            CPUs with AVX-512 BF16, but not identically to the library.
         jit_compile: bool, compile the decoding loop with XLA inside the
             graph (an opt-in; the default graph has no XLA ops). XLA fuses
             each step's small ops, as it does for `Translator` in Python,
@@ -126,6 +131,10 @@ def export_for_serving(
             runs it on CPU only with `--xla_cpu_compilation_enabled=true`
             (experimental), and its GPU builds have failed on XLA-annotated
             functions (tensorflow/serving #2214, #2217).
+        quantize: `"int8"`: an int8 graph (`Transformer.quantize`: Dense,
+            EinsumDense and an untied source embedding int8, the vote's tied
+            embeddings float; on a copy, the translator stays as it is), or
+            None: float. `benchmarks/int8_export.py` measures what it pays.
 
     Returns:
         The path of the written version folder.
@@ -146,9 +155,10 @@ def export_for_serving(
             f"{keras.backend.backend()!r})."
         )
     if isinstance(translator, (str, os.PathLike)):
-        backbone, preprocessor = load_run_dir(translator)
+        backbone, preprocessor = load_run_dir(translator, dtype)
     elif hasattr(translator, "backbone") and hasattr(translator, "preprocessor"):
-        backbone, preprocessor = translator.backbone, translator.preprocessor
+        backbone = decoding_backbone(translator.backbone, dtype)
+        preprocessor = translator.preprocessor
     else:
         raise TypeError(
             "`translator` must be a `Translator` or the path of a RUN_DIR; "
@@ -165,8 +175,7 @@ def export_for_serving(
     if not isinstance(jit_compile, bool):
         raise ValueError(f"`jit_compile` must be True or False; received {jit_compile!r}.")
     build_backbone(backbone)
-    if dtype is not None:
-        backbone = _with_dtype(backbone, dtype)
+    backbone = quantized_for_export(backbone, quantize, getattr(translator, "backbone", None))
     if not isinstance(export_dir, (str, os.PathLike)):
         raise TypeError(
             f"`export_dir` must be a path; received {type(export_dir).__name__}."
@@ -186,6 +195,7 @@ def export_for_serving(
         "length_penalty": beam.length_penalty,
         "max_new_tokens": max_new_tokens,
         "batch_size": int(batch_size),
+        "quantize": quantize,
     }
     staging = tempfile.mkdtemp(prefix=f".{version}{_PARTIAL}", dir=export_dir)
     try:
@@ -223,19 +233,6 @@ def exported_versions(export_dir):
         return []
     names = os.listdir(export_dir)
     return sorted(int(n) for n in names if re.fullmatch(r"[0-9]+", n))
-
-
-def _with_dtype(backbone, dtype):
-    """The backbone rebuilt under another dtype policy (same weights)."""
-    import keras
-
-    policy = keras.dtype_policies.get(dtype)
-    if policy.name == backbone.dtype_policy.name:
-        return backbone
-    # `Transformer.from_config` returns it built.
-    clone = backbone.__class__.from_config({**backbone.get_config(), "dtype": policy})
-    clone.set_weights(backbone.get_weights())
-    return clone
 
 
 def _check_version(export_dir, version):

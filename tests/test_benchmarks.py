@@ -26,6 +26,10 @@ BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 CASES = {
     "batch_shapes": (True, ("pairs", "results")),
     "generation": (False, ("config", "batch_2")),
+    "int8_export": (
+        True, ("saved_model_mb", "latency_1_sentence_median_ms", "val_bleu",
+               "identical_translations", "int8_over_float32", "decision"),
+    ),
     "mixed_precision": (
         True, ("target_tokens_per_second", "speedup_vs_float32", "loss_after_2_steps_multi30k"),
     ),

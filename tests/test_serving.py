@@ -435,26 +435,62 @@ def test_blank_pattern_matches_python_isspace():
     assert examples.numpy().tolist() == [True, True, False]
 
 
-def test_mixed_precision_model_exports_in_its_policy_or_float32(tmp_path):
+def test_default_export_of_a_mixed_precision_run_translates_as_the_library(
+    translator, tmp_path
+):
+    """A run trained in mixed precision (the training default on CPUs with
+    AVX-512 BF16) is loaded and exported in float32 by default, so the
+    library (XLA) and the export (no XLA) translate it identically, greedy
+    and beam; in bfloat16 they would not (XLA rounds differently)."""
+    from keras_stageshow.models.translator_files import decoding_backbone
+
+    run = tmp_path / "bf16_run"
+    bf16 = decoding_backbone(translator.backbone, "mixed_bfloat16")
+    assert bf16.dtype_policy.name == "mixed_bfloat16"
+    ks.Translator(bf16, translator.preprocessor).save(str(run))
+
+    library = ks.Translator.load(str(run))
+    assert library.backbone.dtype_policy.name == "float32"
+    assert (
+        ks.Translator.load(str(run), dtype="mixed_bfloat16").backbone.dtype_policy.name
+        == "mixed_bfloat16"
+    )
+    path = serving.export_for_serving(
+        str(run), str(tmp_path / "m"), num_beams=3, batch_size=BATCH_SIZE
+    )
+    assert serving.read_export_description(path)["model"]["dtype"]["config"][
+        "name"
+    ] == "float32"
+    served = tf.saved_model.load(path)
+    texts = CASES["eight"] + CASES["long"]
+    for signature, options in (
+        ("serving_default", {}), ("beam_search", {"strategy": "beam", "num_beams": 3})
+    ):
+        out = served.signatures[signature](text=tf.constant(texts))["translation"]
+        assert [t.decode() for t in out.numpy()] == library.translate(
+            texts, batch_size=BATCH_SIZE, **options
+        ), signature
+
+
+def test_mixed_precision_export_on_request_keeps_float32_outputs(tmp_path):
     from conftest import stage_translator
 
     keras.config.set_dtype_policy("mixed_float16")  # reset by conftest
     translator = stage_translator()
     texts = ["ein hundo siehta", "de katzo klein magta"]
-    for dtype, policy in ((None, "mixed_float16"), ("float32", "float32")):
+    for dtype, policy in ((None, "float32"), ("mixed_float16", "mixed_float16")):
         path = translator.export(str(tmp_path / "m"), dtype=dtype)
         model = serving.read_export_description(path)["model"]
         assert model["dtype"]["config"]["name"] == policy
         served = tf.saved_model.load(path)
         out = served.signatures["serving_default"](text=tf.constant(texts))
         assert len(out["translation"]) == 2
-        if dtype is None:  # the same arithmetic as the library
-            got = [t.decode() for t in out["translation"].numpy()]
-            assert got == translator.translate(texts)
         logits = served.signatures["serve"](
             source_ids=tf.constant([[5, 6, 3]]), target_ids=tf.constant([[2]])
         )["logits"]
         assert logits.dtype == tf.float32 and np.isfinite(logits.numpy()).all()
+    with pytest.raises(ValueError, match="`dtype`"):
+        translator.export(str(tmp_path / "m"), dtype="float33")
 
 
 @pytest.fixture(scope="module")
@@ -528,3 +564,45 @@ def test_a_request_of_thousands_of_strings_is_answered_in_bounded_chunks(
     ]
     assert tokenizing and all("while_body" in name for name in tokenizing), tokenizing
     assert not any(node.op == "SentencepieceTokenizeOp" for node in graph.node)
+
+
+# -- int8 where it pays (issue 25) ---------------------------------------------
+
+
+def test_int8_export_quantizes_a_copy_and_serves_close_to_float(tmp_path):
+    """`quantize="int8"` on the committed trained run: the graph's Dense and
+    EinsumDense kernels are int8 (the tied vote's embeddings float), its
+    logits and greedy translations stay close to the float model's (which
+    the default export serves exactly), and the caller's model is
+    untouched."""
+    run = os.path.join(os.path.dirname(__file__), "fixtures", "main_run")
+    translator = ks.Translator.load(run)
+    texts = CASES["eight"]
+    path = translator.export(str(tmp_path / "int8"), quantize="int8")
+    assert "int8" not in {v.dtype for v in translator.backbone.variables}  # not quantized
+    assert serving.read_export_description(path)["options"]["quantize"] == "int8"
+    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+    assert tf.int8 in set(reader.get_variable_to_dtype_map().values())
+    served = tf.saved_model.load(path)
+    source, target = tf.constant([[5, 6, 7, 3]]), tf.constant([[2, 9, 4]])
+    logits = served.signatures["serve"](source_ids=source, target_ids=target)["logits"]
+    expected = translator.backbone((source, target), training=False).numpy()
+    np.testing.assert_allclose(logits.numpy(), expected, atol=0.05 * np.abs(expected).max())
+    served_greedy = _served_translations(served, texts)
+    library = translator.translate(texts, jit_compile=False)
+    same = sum(a == b for a, b in zip(served_greedy, library))
+    assert same >= len(texts) // 2, (served_greedy, library)
+    with pytest.raises(ValueError, match='`quantize` must be "int8"'):
+        translator.export(str(tmp_path / "bad"), quantize="int4")
+
+
+def test_cli_export_passes_quantize(monkeypatch):
+    from keras_stageshow import cli
+
+    calls = []
+    monkeypatch.setattr(serving, "export_for_serving", lambda *a, **k: calls.append(k) or "p")
+    for flags, expected in (([], None), (["--quantize", "int8"], "int8")):
+        assert cli.main(["export", "--model", "run", "--out", "out", *flags]) == 0
+        assert calls[-1]["quantize"] == expected
+    with pytest.raises(SystemExit):
+        cli.main(["export", "--model", "run", "--out", "out", "--quantize", "int4"])

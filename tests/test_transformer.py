@@ -184,3 +184,94 @@ def test_mixed_precision_trains_without_nans(policy):
     assert np.all(np.isfinite(to_numpy(out)))
     if policy == "mixed_float16":
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+# -- int8 where it pays (issue 25) ---------------------------------------------
+
+
+def quantized_int8(model, **options):
+    """`model.quantize("int8", **options)`, built first."""
+    import warnings
+
+    model((SOURCE, TARGET))
+    with warnings.catch_warnings():  # LayerNormalization, Dropout: nothing to quantize
+        warnings.filterwarnings("ignore", ".*does not have a `quantize` method")
+        model.quantize("int8", **options)
+    return model
+
+
+def layer_paths(model, variable_name, dtype=None):
+    """The paths (below the model) of the layers with a variable of that
+    name (and dtype)."""
+    return {
+        v.path.partition("/")[2].rpartition("/")[0]
+        for v in model.variables
+        if v.path.endswith(f"/{variable_name}") and dtype in (None, v.dtype)
+    }
+
+
+def int8_layers(model):
+    """The layers whose kernel or embeddings were quantized."""
+    return layer_paths(model, "kernel", "int8") | layer_paths(model, "embeddings", "int8")
+
+
+@pytest.mark.parametrize("share_embeddings", [False, True])
+def test_int8_quantize_keeps_the_tied_vote_float(share_embeddings):
+    """Keras would quantize the embedding the vote is tied to, and the vote
+    would then multiply by its raw int8 table, without the scales (logits
+    ~300x too large here); `Transformer.quantize` keeps it float."""
+    model = tiny_transformer(share_embeddings=share_embeddings)
+    before = logits(model, SOURCE, TARGET)
+    quantized_int8(model)
+    tied = model.voting.token_embedding
+    assert tied.dtype_policy.quantization_mode is None
+    assert tied.embeddings.dtype == "float32"
+    kernels = layer_paths(model, "kernel")
+    untied = set() if share_embeddings else {"stage_show/preprocess/token_embedding"}
+    assert len(kernels) == 2 * 6 + 2 * 10  # Dense and EinsumDense, 2 + 2 rounds
+    assert int8_layers(model) == kernels | untied
+    after = logits(model, SOURCE, TARGET)
+    np.testing.assert_allclose(after, before, atol=0.05 * np.abs(before).max())
+
+
+def test_int8_quantize_keeps_the_user_filters():
+    model = quantized_int8(tiny_transformer(), filters="inner_dense")
+    assert int8_layers(model) == {
+        f"{stack}_{i}/{block}/inner_dense"
+        for stack, block in (
+            ("stage_show/practice_round", "crew_discussion"),
+            ("oscar_assessment/assessment_round", "assessment_discussion"),
+        )
+        for i in (0, 1)
+    }
+    # Asked for by name, the tied embedding still stays float.
+    shared = quantized_int8(
+        tiny_transformer(share_embeddings=True), filters=["token_embedding", "^key$"]
+    )
+    assert {path.rpartition("/")[2] for path in int8_layers(shared)} == {"key"}
+    chosen = quantized_int8(
+        tiny_transformer(), filters=lambda layer: layer.name == "token_embedding"
+    )
+    assert int8_layers(chosen) == {"stage_show/preprocess/token_embedding"}
+    model = tiny_transformer()
+    model((SOURCE, TARGET))
+    with pytest.raises(ValueError, match="`filters`"):
+        model.quantize("int8", filters=3)
+
+
+def test_generate_decodes_with_the_quantized_kernels():
+    """The decoding loops traced before `quantize` captured the float
+    kernels; they are dropped, so `generate` scores as a model quantized
+    before it ever decoded."""
+    model = tiny_transformer(num_layers=1)
+    model((SOURCE, TARGET))
+    fresh = ks.Transformer.from_config(model.get_config())
+    fresh.set_weights(model.get_weights())
+    options = dict(max_new_tokens=4, return_scores=True, jit_compile=False)
+    _, float_scores = model.generate(SOURCE, **options)
+    quantized_int8(model)
+    quantized_int8(fresh)
+    _, scores = model.generate(SOURCE, **options)
+    _, expected = fresh.generate(SOURCE, **options)
+    np.testing.assert_array_equal(scores, expected)
+    assert not np.array_equal(scores, float_scores)

@@ -263,3 +263,31 @@ def test_summary_and_a_keras_file_round_trip(translator, tmp_path):
     assert isinstance(loaded, Translator)
     texts = ["ein hundo siehta", "de katzo magta"]
     assert loaded.translate(texts) == translator.translate(texts)
+
+
+def test_quantize_goes_through_the_backbone_and_clears_the_generate_function():
+    """Keras's `Model.quantize` of the task would quantize the backbone's
+    layers itself, the vote's tied embeddings included; `Translator.quantize`
+    is the backbone's, and the next `generate` decodes with the int8
+    kernels (as a translator quantized before it ever decoded)."""
+    translator = stage_translator(num_layers=1)
+    translator.backbone.build(((None, None), (None, None)))
+    fresh = Translator(
+        ks.Transformer.from_config(translator.backbone.get_config()),
+        translator.preprocessor,
+    )
+    fresh.backbone.set_weights(translator.backbone.get_weights())
+    texts = ["ein hundo siehta", "de katzo klein magta"]
+    translator.generate(texts)
+    assert translator.generate_function is not None
+    translator.quantize("int8")
+    fresh.quantize("int8")
+    assert translator.generate_function is None
+    backbone = translator.backbone
+    assert backbone.voting.token_embedding.dtype_policy.quantization_mode is None
+    assert backbone.voting.token_embedding.embeddings.dtype == "float32"
+    assert {v.dtype for v in backbone.variables if v.path.endswith("/kernel")} == {"int8"}
+    got, scores = translator.generate(texts, return_scores=True)
+    expected, expected_scores = fresh.generate(texts, return_scores=True)
+    assert got == expected
+    np.testing.assert_array_equal(scores, expected_scores)

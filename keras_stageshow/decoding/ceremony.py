@@ -357,3 +357,11 @@ def check_jit_compile(jit_compile):
             f'`jit_compile` must be True, False or "auto"; received {jit_compile!r}.'
         )
     return jit_compile
+
+
+def forget_ceremonies(model):
+    """Drops `model`'s ceremonies, so the next `ceremony_for` traces anew:
+    their traced loops captured the model's variables as they were, and
+    would keep decoding with the old ones after `model.quantize` replaced
+    its kernels."""
+    _CEREMONIES.pop(model, None)

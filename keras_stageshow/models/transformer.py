@@ -6,6 +6,7 @@ import keras
 import keras_hub
 
 from keras_stageshow import decoding
+from keras_stageshow.decoding.ceremony import forget_ceremonies
 from keras_stageshow.layers.masks import padding_mask_from_ids
 from keras_stageshow.layers.oscar_assessment import OscarAssessment
 from keras_stageshow.layers.stage_show import StageShow
@@ -14,6 +15,7 @@ from keras_stageshow.layers.utils import check_positive_int
 from keras_stageshow.layers.utils import check_rank
 from keras_stageshow.layers.utils import split_source_target
 from keras_stageshow.layers.voting import Voting
+from keras_stageshow.models.quantization import without_layers
 from keras_stageshow.training.distribute import DistributedTrainingFixes
 from keras_stageshow.training.paper_recipe import LABEL_SMOOTHING
 from keras_stageshow.training.paper_recipe import LEARNING_RATE_SCALE
@@ -282,6 +284,37 @@ class Transformer(DistributedTrainingFixes, keras_hub.models.Backbone):
         `return_scores` also each row's float32 score.
         """
         return decoding.generate(self, source_ids, **options)
+
+    def quantize(self, mode=None, config=None, filters=None, **kwargs):
+        """`keras.Model.quantize`, with the vote's tied embeddings kept float.
+
+        Keras quantizes every layer that can be (Dense, EinsumDense and
+        Embedding in this model); the embedding the vote is tied to stays
+        float, because the vote multiplies by its matrix
+        (`models/quantization.py` says why). With `share_embeddings` it is
+        the source embedding too. The cached decoding loops are dropped, so
+        `generate` decodes with the quantized kernels. `Translator.quantize`
+        calls this: Keras's `Model.quantize` of the task would quantize the
+        backbone's layers itself, past this override.
+
+        Args:
+            mode: `"int8"`, `"int4"`, `"float8"`, ... (Keras's modes).
+            config: optional `keras.quantizers.QuantizationConfig`.
+            filters: which layers to quantize, as Keras documents: None
+                (all), a regex string or a list of them (matched with
+                `re.search` on layer names), or a callable `layer -> bool`.
+            **kwargs: `keras.Model.quantize` keyword arguments.
+
+        Example:
+        >>> model.quantize("int8")                    # the tied vote stays float
+        >>> model.quantize("int8", filters="_dense$")  # the feed-forwards only
+        """
+        tied = self.voting.token_embedding
+        kept = [] if tied is None else [tied]
+        super().quantize(
+            mode, config=config, filters=without_layers(filters, kept), **kwargs
+        )
+        forget_ceremonies(self)
 
     def compile(
         self,

@@ -101,6 +101,7 @@ class Translator(keras_hub.models.Seq2SeqLM):
         self.preprocessor = preprocessor
         self.generate_function = None
         super().__init__(**kwargs)
+        self.built = True  # as keras-hub's `Task.build`; Keras's `quantize` checks it
 
     # The network's forward pass: token ids in, logits out.
     def call(self, inputs, training=None):
@@ -173,13 +174,18 @@ class Translator(keras_hub.models.Seq2SeqLM):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def quantize(self, mode=None, config=None, filters=None, **kwargs):
+        """The backbone's `Transformer.quantize`, then the traced functions cleared."""
+        self.backbone.quantize(mode, config=config, filters=filters, **kwargs)
+        self.generate_function = self.train_function = self.test_function = None
+        self.predict_function = None
+
     # -- the awards ceremony --------------------------------------------------
 
     def make_generate_function(self):
-        """The decoding core for this translator: its `AwardsCeremony`,
-        which traces one loop per shape bucket and sampler (with XLA when
-        the model is compiled with it). Cleared by `compile` and
-        `quantize`."""
+        """The decoding core for this translator: its `AwardsCeremony`, which traces
+        one loop per shape bucket and sampler (with XLA when the model is compiled
+        with it). Cleared by `compile` and `quantize`."""
         if self.generate_function is None:
             self.generate_function = ceremony_for(
                 self.backbone, check_jit_compile(_jit_compile_of(self))
@@ -304,28 +310,41 @@ class Translator(keras_hub.models.Seq2SeqLM):
         )
 
     @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
+    def from_preset(cls, preset, load_weights=True, dtype=None, **kwargs):
         """Loads what `save_to_preset` wrote: a local folder, or a handle
         keras-hub can fetch (`"kaggle://..."`, `"hf://..."`). A RUN_DIR, and
         a preset of earlier versions (the backbone and the two tokenizers,
-        no `task.json`), are accepted too."""
+        no `task.json`), are accepted too. `dtype`: as for `load`."""
         preset = translator_files.check_preset(preset)
         if run_dir.is_run_dir(preset):
-            return cls.load(preset)
+            return cls.load(preset, dtype=dtype)
         if translator_files.is_backbone_only_preset(preset):
-            backbone, preprocessor = translator_files.load_backbone_only_preset(preset)
+            backbone, preprocessor = translator_files.load_backbone_only_preset(
+                preset, dtype
+            )
             return cls(backbone, preprocessor, **kwargs)
-        return super().from_preset(preset, load_weights=load_weights, **kwargs)
+        translator = super().from_preset(preset, load_weights=load_weights, **kwargs)
+        backbone = translator_files.decoding_backbone(translator.backbone, dtype)
+        if backbone is translator.backbone:
+            return translator
+        return cls(backbone, translator.preprocessor)
 
     @classmethod
-    def load(cls, directory):
+    def load(cls, directory, dtype=None):
         """Loads a RUN_DIR (what `stageshow train` or `save` wrote), with
         `safe_mode=True`: no code from the folder is run. A keras-hub preset
-        folder (`save_to_preset`) is accepted too."""
+        folder (`save_to_preset`) is accepted too.
+
+        `dtype`: the dtype policy it translates in; by default its
+        variables' dtype, so a run trained in mixed precision (the default
+        on CPUs with AVX-512 BF16) translates in float32, exactly as its
+        default export does. `"mixed_bfloat16"` decodes batches faster
+        there, with translations that may differ from the export's
+        (`translator_files.decoding_backbone` has the figures)."""
         directory = os.fspath(directory)
         if translator_files.is_preset_dir(directory):
-            return cls.from_preset(directory)
-        return cls(*translator_files.load_run_dir(directory))
+            return cls.from_preset(directory, dtype=dtype)
+        return cls(*translator_files.load_run_dir(directory, dtype))
 
 
 def _jit_compile_of(translator):

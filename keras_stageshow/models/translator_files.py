@@ -58,12 +58,52 @@ def save_run_dir(backbone, preprocessor, directory):
         )
 
 
-def load_run_dir(directory):
+def decoding_backbone(backbone, dtype=None):
+    """The backbone as it decodes: under the dtype policy `dtype`, by
+    default the dtype of its variables, so a model trained with a mixed
+    policy (`"mixed_bfloat16"`, the training default on CPUs with AVX-512
+    BF16, or `"mixed_float16"`) translates in float32. The same weights; the
+    backbone itself when the policy is already that one.
+
+    Why float32 by default (measured on a default 45-minute run, bf16, on an
+    AMD EPYC with AVX-512 BF16, 2 cores; benchmarks/README.md): the library
+    (XLA) and the export (no XLA) translate identically in float32 (222/222
+    sentences) but not in bfloat16 (206/222: XLA and TensorFlow's kernels
+    round bfloat16 differently), and one sentence is faster in float32
+    (export 38.3 vs 46.8 ms). Batches of 32 are faster in bfloat16 (142.6
+    vs 108.2 sentences/s): pass `dtype="mixed_bfloat16"` for throughput,
+    where identity with the library is not needed.
+    """
+    import keras
+
+    try:
+        policy = keras.dtype_policies.get(
+            backbone.dtype_policy.variable_dtype if dtype is None else dtype
+        )
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            "`dtype` must be a Keras dtype policy such as 'float32' or "
+            f"'mixed_bfloat16', or None (float32); received {dtype!r}."
+        ) from error
+    if policy.name == backbone.dtype_policy.name:
+        return backbone
+    build_backbone(backbone)
+    # `Transformer.from_config` returns it built.
+    clone = backbone.__class__.from_config({**backbone.get_config(), "dtype": policy})
+    clone.set_weights(backbone.get_weights())
+    return clone
+
+
+def load_run_dir(directory, dtype=None):
     """`(backbone, preprocessor)` of a RUN_DIR, loaded with
-    `safe_mode=True` (no code from the folder is run)."""
+    `safe_mode=True` (no code from the folder is run), the backbone under
+    `decoding_backbone`'s dtype (by default float32 for a run trained in
+    mixed precision)."""
     directory = os.fspath(directory)
     run_dir.read_run(directory)  # a clear error if it is not a run
-    backbone = run_dir.load_model(os.path.join(directory, run_dir.MODEL_FILE))
+    backbone = decoding_backbone(
+        run_dir.load_model(os.path.join(directory, run_dir.MODEL_FILE)), dtype
+    )
     preprocessor = TranslatorPreprocessor(
         SubwordTokenizer.load(os.path.join(directory, run_dir.SOURCE_TOKENIZER_DIR)),
         SubwordTokenizer.load(os.path.join(directory, run_dir.TARGET_TOKENIZER_DIR)),
@@ -116,9 +156,10 @@ def is_backbone_only_preset(preset):
     )
 
 
-def load_backbone_only_preset(preset):
-    """`(backbone, preprocessor)` of a preset without `task.json`."""
-    backbone = Transformer.from_preset(preset)
+def load_backbone_only_preset(preset, dtype=None):
+    """`(backbone, preprocessor)` of a preset without `task.json`, the
+    backbone under `decoding_backbone`'s dtype."""
+    backbone = decoding_backbone(Transformer.from_preset(preset), dtype)
     preprocessor = TranslatorPreprocessor(
         SubwordTokenizer.from_preset(preset, config_file=SOURCE_TOKENIZER_CONFIG),
         SubwordTokenizer.from_preset(preset, config_file=TARGET_TOKENIZER_CONFIG),
