@@ -133,7 +133,6 @@ def _export(args):
         batch_size=args.batch_size,
         dtype=args.dtype,
         jit_compile=args.jit_compile,
-        quantize=args.quantize,
     )
     print(json.dumps({"saved_model": path, "signatures": SIGNATURES}))
     return 0

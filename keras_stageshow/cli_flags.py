@@ -138,11 +138,6 @@ def _add_export_parser(commands):
         "trained in mixed precision, so it translates exactly as the "
         "library; mixed_bfloat16 serves batches faster on AVX-512 BF16 CPUs)",
     )
-    export.add_argument(
-        "--quantize", choices=["int8"],
-        help="export an int8 graph (Dense and EinsumDense kernels; the tied "
-        "vote's embeddings stay float); default: float",
-    )
 
 
 def _add_train_parser(commands):

@@ -56,7 +56,6 @@ from keras_stageshow.files import current_umask
 from keras_stageshow.files import write_json_atomically
 from keras_stageshow.generation_options import DEFAULTS
 from keras_stageshow.layers.utils import is_int
-from keras_stageshow.models.quantization import quantized_for_export
 from keras_stageshow.models.translator_files import build_backbone
 from keras_stageshow.models.translator_files import decoding_backbone
 from keras_stageshow.models.translator_files import load_run_dir
@@ -86,7 +85,6 @@ def export_for_serving(
     batch_size=DEFAULTS.batch_size,
     dtype=None,
     jit_compile=False,
-    quantize=None,
 ):
     """Exports a trained translator as a SavedModel for TF Serving.
 
@@ -131,10 +129,6 @@ def export_for_serving(
             runs it on CPU only with `--xla_cpu_compilation_enabled=true`
             (experimental), and its GPU builds have failed on XLA-annotated
             functions (tensorflow/serving #2214, #2217).
-        quantize: `"int8"`: an int8 graph (`Transformer.quantize`: Dense,
-            EinsumDense and an untied source embedding int8, the vote's tied
-            embeddings float; on a copy, the translator stays as it is), or
-            None: float. `benchmarks/int8_export.py` measures what it pays.
 
     Returns:
         The path of the written version folder.
@@ -175,7 +169,6 @@ def export_for_serving(
     if not isinstance(jit_compile, bool):
         raise ValueError(f"`jit_compile` must be True or False; received {jit_compile!r}.")
     build_backbone(backbone)
-    backbone = quantized_for_export(backbone, quantize, getattr(translator, "backbone", None))
     if not isinstance(export_dir, (str, os.PathLike)):
         raise TypeError(
             f"`export_dir` must be a path; received {type(export_dir).__name__}."
@@ -195,7 +188,6 @@ def export_for_serving(
         "length_penalty": beam.length_penalty,
         "max_new_tokens": max_new_tokens,
         "batch_size": int(batch_size),
-        "quantize": quantize,
     }
     staging = tempfile.mkdtemp(prefix=f".{version}{_PARTIAL}", dir=export_dir)
     try:

@@ -1,13 +1,14 @@
-"""int8 where it pays: which of a `Transformer`'s layers `quantize` touches
-(never the embeddings the vote is tied to: `without_layers`) and the
-quantized backbone the SavedModel export serves
-(`export_for_serving(quantize="int8")`: `quantized_for_export`)."""
+"""Which of a `Transformer`'s layers `quantize` touches: never the embeddings
+the vote is tied to (`without_layers`).
+
+An int8 SavedModel export is not offered: measured on a default run
+(benchmarks/int8_export.py, benchmarks/README.md), Keras's int8 graph was
+slower at every batch (one sentence 1.73x the float32 time, batches of 32
+0.62x and 0.69x the sentences per second) and 0.69x the size, not half;
+BLEU was the same. `translator.quantize("int8")` before `export` still
+makes one."""
 
 import re
-import warnings
-
-# What `export_for_serving(quantize=...)` offers besides None (float).
-EXPORT_QUANTIZE_MODES = ("int8",)
 
 
 def without_layers(filters, excluded):
@@ -50,40 +51,3 @@ def without_layers(filters, excluded):
         return bool(filters(layer))
 
     return chosen
-
-
-def quantized_for_export(backbone, quantize, callers_backbone=None):
-    """The backbone the export serves, `quantize`d.
-
-    Args:
-        backbone: a built `Transformer` (already in the export's dtype).
-        quantize: None (the backbone as it is) or `"int8"`
-            (`Transformer.quantize`: Dense, EinsumDense and an untied
-            source embedding int8, the vote's tied embeddings float).
-        callers_backbone: the caller's backbone. When `backbone` is it
-            (the export's dtype did not change it), a copy is quantized,
-            so the caller's model stays as it is; a backbone the export
-            made (loaded, or cloned to another dtype) is quantized in
-            place.
-
-    Returns the backbone to export.
-    """
-    if quantize is None:
-        return backbone
-    if not isinstance(quantize, str) or quantize not in EXPORT_QUANTIZE_MODES:
-        raise ValueError(
-            '`quantize` must be "int8" (an int8 graph) or None (float); '
-            f"received {quantize!r}."
-        )
-    if backbone is callers_backbone:
-        # `Transformer.from_config` returns it built.
-        copy = backbone.__class__.from_config(backbone.get_config())
-        copy.set_weights(backbone.get_weights())
-        backbone = copy
-    with warnings.catch_warnings():
-        # One per LayerNormalization and Dropout: nothing to quantize there.
-        warnings.filterwarnings(
-            "ignore", r".*does not have a `quantize` method", UserWarning
-        )
-        backbone.quantize(quantize)
-    return backbone
