@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.tf_only  # tf.data, tokenizers, SavedModels, the profiler
+pytestmark = [pytest.mark.tf_only, pytest.mark.benchmark_smoke]  # tf.data, tokenizers, SavedModels, the profiler
 
 BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 

@@ -13,7 +13,7 @@ import pytest
 
 ctranslate2 = pytest.importorskip("ctranslate2")
 
-pytestmark = pytest.mark.tf_only  # the SavedModel export, the tokenizers
+pytestmark = [pytest.mark.tf_only, pytest.mark.benchmark_smoke]  # the SavedModel export, the tokenizers
 
 BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 SCRIPT = os.path.join(BENCHMARKS, "ctranslate2_yardstick.py")
