@@ -299,13 +299,31 @@ def score_translations(translator, sources, references, **options):
     seconds = time.time() - start
     scores = bleu_scores(hypotheses, references)
     return {
-        "sacrebleu": scores["sacrebleu"],
-        "bleu_lc_tok": scores["bleu_lowercased_tokenized"],
+        **bleu_fields(scores),
         "decode_seconds": round(seconds, 1),
         "sacrebleu_signature": scores["sacrebleu_signature"],
         "lowercased_signature": scores["lowercased_signature"],
         "hypotheses": hypotheses,
     }
+
+
+def bleu_fields(scores):
+    """The two BLEU figures the benchmarks' lines report, from
+    `keras_stageshow.evaluation.bleu_scores`' dict: sacreBLEU (cased, 13a)
+    and lowercased 13a BLEU."""
+    return {
+        "sacrebleu": scores["sacrebleu"],
+        "bleu_lc_tok": scores["bleu_lowercased_tokenized"],
+    }
+
+
+def folder_bytes(path):
+    """The bytes of every file under `path` (a SavedModel's size)."""
+    return sum(
+        os.path.getsize(os.path.join(folder, name))
+        for folder, _, files in os.walk(path)
+        for name in files
+    )
 
 
 def averaging_summary(run):

@@ -570,10 +570,7 @@ def bleu(outputs, references):
         table[strategy] = {}
         for name, hypotheses in by_engine.items():
             result = bleu_scores(hypotheses, references)
-            table[strategy][name] = {
-                "sacrebleu": result["sacrebleu"],
-                "bleu_lc_tok": result["bleu_lowercased_tokenized"],
-            }
+            table[strategy][name] = common.bleu_fields(result)
             signature = {
                 "cased": result["sacrebleu_signature"],
                 "lowercased": result["lowercased_signature"],

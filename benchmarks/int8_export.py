@@ -96,7 +96,7 @@ def main(argv=None):
                     translator.quantize(quantize)
             path = export_for_serving(translator, os.path.join(base, name))
             export_seconds[name] = round(time.perf_counter() - start, 1)
-            size_mb[name] = round(folder_bytes(path) / 2**20, 2)
+            size_mb[name] = round(common.folder_bytes(path) / 2**20, 2)
             runners[name] = saved_model_runner(tf.saved_model.load(path))
 
         def in_turn(call, *arguments):
@@ -145,7 +145,7 @@ def main(argv=None):
 
     bleu = {
         name: {
-            strategy: scores(hypotheses, references, bleu_scores)
+            strategy: common.bleu_fields(bleu_scores(hypotheses, references))
             for strategy, hypotheses in translations[name].items()
         }
         for name in names
@@ -206,24 +206,6 @@ def main(argv=None):
             "cpu": common.cpu_info(),
         },
         args,
-    )
-
-
-def scores(hypotheses, references, bleu_scores):
-    """Lowercased tokenized BLEU and sacreBLEU of `hypotheses`."""
-    result = bleu_scores(hypotheses, references)
-    return {
-        "bleu_lc_tok": result["bleu_lowercased_tokenized"],
-        "sacrebleu": result["sacrebleu"],
-    }
-
-
-def folder_bytes(path):
-    """The bytes of every file under `path`."""
-    return sum(
-        os.path.getsize(os.path.join(folder, name))
-        for folder, _, files in os.walk(path)
-        for name in files
     )
 
 

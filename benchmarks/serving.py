@@ -82,14 +82,7 @@ def main(argv=None):
                 jit_compile=jit,
             )
             export_seconds[name] = round(time.perf_counter() - start, 1)
-            size_mb[name] = round(
-                sum(
-                    os.path.getsize(os.path.join(d, f))
-                    for d, _, files in os.walk(path)
-                    for f in files
-                ) / 2**20,
-                1,
-            )
+            size_mb[name] = round(common.folder_bytes(path) / 2**20, 1)
             runners[name] = saved_model_runner(tf.saved_model.load(path))
 
         def measure():
