@@ -117,6 +117,7 @@ def main(argv=None):
         # What the run trained with that the machine or a flag decides.
         "dtype_policy": run["settings"]["dtype_policy"],
         "average_last": run["settings"]["average_last"],
+        "cooldown": run.get("cooldown"),
         "decoding": {"num_beams": args.num_beams, "length_penalty": args.length_penalty},
         "epochs": run["epochs_done"],
         "epochs_limit": run["settings"]["epochs"],

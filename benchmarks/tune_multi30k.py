@@ -172,8 +172,11 @@ def main(argv=None):
         "settings": {
             k: run["settings"][k]
             for k in ("dropout_rate", "attention_dropout_rate", "learning_rate_scale",
-                      "warmup_steps", "tokens_per_batch", "time_limit_minutes")
+                      "warmup_steps", "tokens_per_batch", "time_limit_minutes",
+                      "cooldown_fraction")
+            if k in run["settings"]
         },
+        "cooldown": run.get("cooldown"),
         "model": kept_model(run),
         "averaging": averaging_summary(run),
         "parameters": run.get("parameters"),

@@ -214,6 +214,15 @@ def _add_train_parser(commands):
     )
     rec.add_argument("--label-smoothing", type=rate, **recipe("label_smoothing"))
     rec.add_argument(
+        "--cooldown-fraction", type=rate,
+        **recipe(
+            "cooldown_fraction",
+            "the last share of the run's steps (planned from --epochs or "
+            "--time-limit-minutes) in which the learning rate falls linearly "
+            "to zero (0: the paper's schedule to the end)",
+        ),
+    )
+    rec.add_argument(
         "--jit-compile", action="store_true",
         **recipe(
             "jit_compile",

@@ -325,6 +325,7 @@ class Transformer(DistributedTrainingFixes, keras_hub.models.Backbone):
         label_smoothing=LABEL_SMOOTHING,
         warmup_steps=WARMUP_STEPS,
         learning_rate_scale=LEARNING_RATE_SCALE,
+        cooldown_steps=None,
         **kwargs,
     ):
         """`keras.Model.compile` whose defaults are the paper's recipe.
@@ -335,12 +336,15 @@ class Transformer(DistributedTrainingFixes, keras_hub.models.Backbone):
         cross-entropy with label smoothing 0.1, and masked token accuracy
         (`training/paper_recipe.py`). Any argument given replaces its
         default; `label_smoothing`, `warmup_steps` and
-        `learning_rate_scale` tune the defaults.
+        `learning_rate_scale` tune the defaults, and `cooldown_steps=(start,
+        end)` has the learning rate fall linearly from iteration `start` to
+        zero at iteration `end`, the number of steps training will take
+        (`TransformerSchedule`; `training.cooldown_steps_for`).
         """
         super().compile(
             **paper_compile_arguments(
                 self.d_model, optimizer, loss, metrics, label_smoothing,
-                warmup_steps, learning_rate_scale,
+                warmup_steps, learning_rate_scale, cooldown_steps,
             ),
             **kwargs,
         )

@@ -131,7 +131,7 @@ class Translator(keras_hub.models.Seq2SeqLM):
         sampler=DEFAULTS.strategy,
         label_smoothing=LABEL_SMOOTHING,
         warmup_steps=WARMUP_STEPS,
-        learning_rate_scale=LEARNING_RATE_SCALE,
+        learning_rate_scale=LEARNING_RATE_SCALE, cooldown_steps=None,
         **kwargs,
     ):
         """The paper's recipe (as `Transformer.compile`) and the sampler
@@ -145,8 +145,8 @@ class Translator(keras_hub.models.Seq2SeqLM):
                 `"top_k"` / `"top_p"`), or a `GreedySampler`,
                 `BeamSampler(num_beams, length_penalty)` or
                 `RandomSampler(top_k, top_p, temperature, seed)`.
-            label_smoothing, warmup_steps, learning_rate_scale: tune the
-                paper's recipe.
+            label_smoothing, warmup_steps, learning_rate_scale,
+                cooldown_steps: tune the paper's recipe (`Transformer.compile`).
             **kwargs: `keras.Model.compile` arguments.
         """
         arguments = paper_compile_arguments(
@@ -154,7 +154,7 @@ class Translator(keras_hub.models.Seq2SeqLM):
             None if optimizer == "auto" else optimizer,
             None if loss == "auto" else loss,
             None if metrics == "auto" else metrics,
-            label_smoothing, warmup_steps, learning_rate_scale,
+            label_smoothing, warmup_steps, learning_rate_scale, cooldown_steps,
         )
         sampler = samplers.get(sampler).check(self.backbone.target_vocab_size)
         kwargs.setdefault("weighted_metrics", None)

@@ -1,7 +1,8 @@
 """The Keras callbacks of a training run's `fit`: `fit_callbacks` lists them
 in their order; `RunProgress` keeps `run.json` and the best model,
 `EpochNumber` orders each epoch's batches (the backup is `backup.py`'s, the
-epochs kept for averaging `averaging.py`'s). `trim_history` makes the
+epochs kept for averaging `averaging.py`'s, the cooldown's plan
+`cooldown.py`'s). `trim_history` makes the
 per-epoch history (`history.csv`, Keras's CSVLogger) agree with the backup
 a run resumes from."""
 
@@ -18,6 +19,8 @@ from keras_stageshow.run_dir import HISTORY_FILE
 from keras_stageshow.run_dir import LOGS_DIR
 from keras_stageshow.run_dir import MODEL_FILE
 from keras_stageshow.run_dir import write_run
+from keras_stageshow.training.cooldown import cooldown_done
+from keras_stageshow.training.cooldown import plan_cooldown
 
 
 def fit_callbacks(out, epoch_number, progress, backup, checkpoints=None, extra=()):
@@ -47,32 +50,60 @@ def fit_callbacks(out, epoch_number, progress, backup, checkpoints=None, extra=(
 
 class RunProgress(keras.callbacks.Callback):
     """Keeps `run.json` up to date, saves the best model on validation loss
-    (atomically), and stops before `time_limit_minutes` would be passed.
+    (atomically), and stops before `time_limit_minutes` would be passed
+    (when the next epoch, at the pace of this one's batches after its first,
+    would end past it).
 
     The best validation loss lives in `run.json`, so a resumed run keeps
     comparing against the best of the whole run, not of its last part.
+
+    With a `cooldown_fraction`, it also plans the learning rate's cooldown
+    when a time-limited run can (`training/cooldown.py`), and then stops
+    `fit` so that the run goes on with it; and it stops the run once the
+    cooldown has reached zero.
 
     Args:
         out: the RUN_DIR.
         run: the `run.json` content (a dict), updated in place at each
             epoch's end and written.
+        batches_per_epoch: int, the training steps of one epoch.
     """
 
-    def __init__(self, out, run):
+    clock = staticmethod(time.monotonic)  # seconds (a test sets its own)
+
+    def __init__(self, out, run, batches_per_epoch):
         super().__init__()
         self.out = out
         self.run = run
+        self.batches_per_epoch = batches_per_epoch
 
     def on_train_begin(self, logs=None):
         self._epoch_start = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = time.monotonic()
+        self._epoch_start = self.clock()
+        self._batches = 0
+        self._first_batch_end = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        if self._batches == 1:
+            self._first_batch_end = self.clock()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         run = self.run
-        seconds = time.monotonic() - self._epoch_start
+        now = self.clock()
+        seconds = now - self._epoch_start
+        # The next epoch, at the pace of this one after its first batch
+        # (which traces the step when a `fit` begins), validation included,
+        # and scaled to a whole epoch (a resumed one trains only its rest).
+        next_epoch_seconds = seconds
+        if self._batches > 1:
+            next_epoch_seconds = (
+                (now - self._first_batch_end) * self.batches_per_epoch
+                / (self._batches - 1)
+            )
         run["train_seconds"] = round(run["train_seconds"] + seconds, 1)
         run["epochs_done"] = epoch + 1
         run["steps_done"] = int(self.model.optimizer.iterations.numpy())
@@ -84,10 +115,19 @@ class RunProgress(keras.callbacks.Callback):
             run["best_val_loss"] = float(val_loss)
             run["best_epoch"] = epoch + 1
         limit = run["settings"].get("time_limit_minutes")
-        if limit and run["train_seconds"] + seconds > 60 * limit:
+        if limit and run["train_seconds"] + next_epoch_seconds > 60 * limit:
             # The next epoch would end past the limit.
             self.model.stop_training = True
             run["stopped_by_time_limit"] = True
+        if not run.get("cooldown"):
+            cooldown = plan_cooldown(run, self.batches_per_epoch, next_epoch_seconds)
+            if cooldown:
+                # Written with this epoch's record; `fit` stops, and the
+                # run goes on with the schedule that has it.
+                run["cooldown"] = cooldown
+                self.model.stop_training = True
+        if cooldown_done(run):
+            self.model.stop_training = True
         write_run(self.out, run)
 
 

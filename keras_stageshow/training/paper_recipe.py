@@ -21,12 +21,16 @@ def paper_compile_arguments(
     label_smoothing=LABEL_SMOOTHING,
     warmup_steps=WARMUP_STEPS,
     learning_rate_scale=LEARNING_RATE_SCALE,
+    cooldown_steps=None,
 ):
     """`{"optimizer", "loss", "metrics"}`: each one given is kept, each
-    `None` becomes the paper's (`label_smoothing`, `warmup_steps` and
-    `learning_rate_scale` tune those)."""
+    `None` becomes the paper's (`label_smoothing`, `warmup_steps`,
+    `learning_rate_scale` and `cooldown_steps` tune those)."""
     if optimizer is None:
-        schedule = TransformerSchedule(d_model, warmup_steps, scale=learning_rate_scale)
+        schedule = TransformerSchedule(
+            d_model, warmup_steps, scale=learning_rate_scale,
+            cooldown_steps=cooldown_steps,
+        )
         # FusedAdam: Keras's Adam, one kernel a variable on TensorFlow.
         optimizer = FusedAdam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9)
     if loss is None:

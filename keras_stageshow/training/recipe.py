@@ -50,6 +50,10 @@ TRAINING_SETTINGS = {
     "time_limit_minutes": None,
     "backup_every_steps": 200,
     "average_last": 5,
+    # The last share of the run's steps over which the learning rate falls
+    # linearly to zero (`training/cooldown.py`); 0 keeps the paper's
+    # schedule to the end.
+    "cooldown_fraction": 0.0,
 }
 DEFAULT_SETTINGS = {**MODEL_SETTINGS, **TOKENIZER_SETTINGS, **TRAINING_SETTINGS}
 # What a run made before a setting existed did, so that an older RUN_DIR
@@ -59,6 +63,7 @@ SETTINGS_BEFORE_THEY_EXISTED = {
     "bounded_shapes": False,
     "dtype_policy": "float32",
     "average_last": 0,
+    "cooldown_fraction": 0.0,
 }
 # Settings that may change when a run is resumed (the rest must match).
 RESUMABLE_SETTINGS = (
@@ -67,7 +72,8 @@ RESUMABLE_SETTINGS = (
 
 
 def check_settings(settings):
-    """Refuses unknown setting names and a bad `average_last`."""
+    """Refuses unknown setting names, a bad `average_last` and a bad
+    `cooldown_fraction`."""
     unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
     if unknown:
         raise TypeError(
@@ -78,6 +84,13 @@ def check_settings(settings):
         raise ValueError(
             "`average_last` must be an int >= 0 (the last epochs to average; "
             f"0 turns averaging off); received {average_last!r}."
+        )
+    fraction = settings.get("cooldown_fraction", 0.0)
+    if not (isinstance(fraction, (int, float)) and 0.0 <= fraction < 1.0):
+        raise ValueError(
+            "`cooldown_fraction` must be a number in [0, 1) (the last share "
+            "of the run's steps in which the learning rate falls to zero; 0 "
+            f"turns the cooldown off); received {fraction!r}."
         )
 
 

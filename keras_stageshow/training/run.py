@@ -5,7 +5,8 @@ folder that holds everything one training makes (its layout:
 This module is the orchestration only: the settings come from `recipe.py`,
 the tokenizers from `tokenizers.py`, the callbacks from `callbacks.py`,
 `backup.py` and `averaging.py`, which also makes the final choice between
-averaged and single epochs.
+averaged and single epochs, and the learning rate's cooldown at the end of
+the run from `cooldown.py`.
 
 Running the same command again on the same RUN_DIR resumes: the tokenizers
 and settings are read back, `StepBackup` restores the weights, the
@@ -43,6 +44,9 @@ from keras_stageshow.training.backup import StepBackup
 from keras_stageshow.training.callbacks import RunProgress
 from keras_stageshow.training.callbacks import fit_callbacks
 from keras_stageshow.training.callbacks import trim_history
+from keras_stageshow.training.cooldown import cooldown_done
+from keras_stageshow.training.cooldown import plan_cooldown
+from keras_stageshow.training.cooldown import use_cooldown
 from keras_stageshow.training.recipe import MODEL_SETTINGS
 from keras_stageshow.training.recipe import check_settings
 from keras_stageshow.training.recipe import new_run_settings
@@ -97,6 +101,11 @@ def train_translation_run(
         model = _build_model(config, tokenizers, data.val)
         run["parameters"] = int(model.count_params())
         checkpoints = _epoch_checkpoints(out, run)
+        if not run.get("cooldown"):
+            # A run limited by epochs only plans its cooldown now.
+            cooldown = plan_cooldown(run, data.train_stats["batches"])
+            if cooldown:
+                run["cooldown"] = cooldown
         if run["status"] != "complete" and run["epochs_done"] < config["epochs"]:
             _train(out, run, model, data, checkpoints, callbacks, verbose)
         elif verbose and config["epochs"] > run["epochs_done"]:
@@ -213,12 +222,19 @@ def _train(out, run, model, data, checkpoints, callbacks, verbose):
     trim_history(out, epoch)
     run["status"] = "training"
     write_run(out, run)
-    # Kept across both fits; `fit_callbacks` adds a new history logger and
+    # Kept across the fits; `fit_callbacks` adds a new history logger and
     # TensorBoard writer to each.
     parts = dict(
         epoch_number=data.epoch_number, checkpoints=checkpoints,
-        progress=RunProgress(out, run), backup=backup, extra=callbacks,
+        progress=RunProgress(out, run, data.train_stats["batches"]),
+        backup=backup, extra=callbacks,
     )
+    # The schedule on the model follows run.json's cooldown, planned when
+    # the run began, at an epoch's end before a kill, or by `RunProgress`
+    # at an epoch's end below.
+    on_model = run.get("cooldown")
+    if on_model:
+        use_cooldown(model, config, on_model)
     # shuffle=False: the dataset orders its batches every epoch.
     fit = dict(validation_data=data.val, shuffle=False, verbose=verbose)
     if batches_done:
@@ -236,12 +252,30 @@ def _train(out, run, model, data, checkpoints, callbacks, verbose):
             callbacks=fit_callbacks(out, **parts), **fit,
         )
         epoch += 1
-    if epoch < config["epochs"] and not run.get("stopped_by_time_limit"):
-        backup.batch_offset = 0
+    backup.batch_offset = 0
+    while _epochs_left(run, epoch):
+        if run.get("cooldown") != on_model:
+            on_model = run["cooldown"]
+            use_cooldown(model, config, on_model)
         model.fit(
             data.train, initial_epoch=epoch, epochs=config["epochs"],
             callbacks=fit_callbacks(out, **parts), **fit,
         )
+        epoch = run["epochs_done"]
+        if run.get("cooldown") == on_model:
+            # Its epochs, the time limit, the cooldown's end or a caller's
+            # callback ended it; else a time-limited run planned its
+            # cooldown at an epoch's end, stopped there, and goes on.
+            break
+
+
+def _epochs_left(run, epoch):
+    """Whether the run trains on after `epoch` epochs."""
+    return (
+        epoch < run["settings"]["epochs"]
+        and not run.get("stopped_by_time_limit")
+        and not cooldown_done(run)
+    )
 
 
 def _finish(out, checkpoints, val_data, verbose):
