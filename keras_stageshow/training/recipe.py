@@ -14,8 +14,9 @@ from keras_stageshow.training.precision import resolve_dtype_policy
 # the 4 + 4, d_model 128 "Transformer-tiny" of Wu et al. (2021): those need
 # more updates than 45 minutes allow. In 45-minute trials, learning rate
 # scale 0.7 (peak 1.8e-3) beat 0.4 (peak 1.0e-3) with dropout 0.1, and
-# dropout 0.2 did not pay. bfloat16 where the CPU has it ("auto") gives 1.4x
-# more updates; epochs are averaged when that lowers the validation loss.
+# dropout 0.2, scale 1.0 and a cooldown over the last 20% of the steps did
+# not pay. bfloat16 where the CPU has it ("auto") gives 1.4x more updates;
+# epochs are averaged when that lowers the validation loss.
 MODEL_SETTINGS = {
     "num_layers": 3,
     "d_model": 256,
