@@ -109,46 +109,66 @@ def train(out, **settings):
     )
 
 
-class StopAtEpoch(keras.callbacks.Callback):
-    """Raises as epoch `epoch` begins, as a kill would interrupt the run."""
+class StopInEpoch(keras.callbacks.Callback):
+    """Raises before batch `batch` of epoch `epoch`, as a kill would
+    interrupt the run there."""
 
-    def __init__(self, epoch):
+    def __init__(self, epoch, batch):
         super().__init__()
-        self.epoch = epoch
+        self.epoch, self.batch = epoch, batch
 
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
+        self.current = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.current == self.epoch and batch == self.batch:
             raise KeyboardInterrupt
 
 
-@pytest.mark.tf_only  # training runs: tf.data and the tokenizers
-def test_a_run_cools_down_over_its_last_epochs_and_resumes_with_its_plan(tmp_path):
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """`(RUN_DIR, run.json)` of 5 epochs, the last 40% cooling down."""
+    out = tmp_path_factory.mktemp("cooldown") / "epochs"
+    return out, train(out, epochs=5, cooldown_fraction=0.4)
+
+
+def assert_same_weights(a, b):
     from keras_stageshow.run_dir import load_model
 
-    run = train(tmp_path / "whole", epochs=4, cooldown_fraction=0.5)
-    batches = run["train_data"]["batches"]
-    assert run["cooldown"] == {"start_step": 2 * batches, "end_step": 4 * batches}
-    assert run["steps_done"] == 4 * batches
-    whole = load_model(str(tmp_path / "whole" / "model.keras"))
-    schedule = keras.saving.deserialize_keras_object(
-        whole.optimizer.get_config()["learning_rate"]
-    )
-    assert schedule.cooldown_steps == (2 * batches, 4 * batches)
-    assert float(schedule(4 * batches - 1)) > 0 and float(schedule(4 * batches)) == 0
+    a, b = load_model(str(a / "model.keras")), load_model(str(b / "model.keras"))
+    for x, y in zip(a.weights, b.weights):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)
 
-    # Interrupted in the cooldown, then resumed with another epochs limit:
-    # the plan stands, and the run ends as the uninterrupted one did.
+
+@pytest.mark.tf_only  # training runs: tf.data and the tokenizers
+def test_a_run_cools_down_over_its_last_epochs_and_resumes_with_its_plan(
+    tmp_path, reference
+):
+    from keras_stageshow.run_dir import load_model
+
+    whole, run = reference
+    batches = run["train_data"]["batches"]
+    assert run["cooldown"] == {"start_step": 3 * batches, "end_step": 5 * batches}
+    assert run["steps_done"] == 5 * batches
+    schedule = keras.saving.deserialize_keras_object(
+        load_model(str(whole / "model.keras")).optimizer.get_config()["learning_rate"]
+    )
+    assert schedule.cooldown_steps == (3 * batches, 5 * batches)
+    assert float(schedule(5 * batches - 1)) > 0 and float(schedule(5 * batches)) == 0
+
+    # Interrupted in the middle of an epoch of the cooldown (backed up at
+    # every step), then resumed with another epochs limit: the rest of that
+    # epoch and the next keep the plan, and the run ends as the
+    # uninterrupted one did.
     with pytest.raises(KeyboardInterrupt):
-        train(tmp_path / "resumed", epochs=4, cooldown_fraction=0.5,
-              callbacks=[StopAtEpoch(3)])
+        train(tmp_path / "resumed", epochs=5, cooldown_fraction=0.4,
+              backup_every_steps=1, callbacks=[StopInEpoch(3, 2)])
     assert json.loads((tmp_path / "resumed" / "run.json").read_text())["cooldown"] == (
         run["cooldown"]
     )
-    resumed = train(tmp_path / "resumed", epochs=6, cooldown_fraction=0.5)
-    assert resumed["epochs_done"] == 4 and resumed["steps_done"] == 4 * batches
-    again = load_model(str(tmp_path / "resumed" / "model.keras"))
-    for a, b in zip(whole.weights, again.weights):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    resumed = train(tmp_path / "resumed", epochs=7, cooldown_fraction=0.4)
+    assert resumed["epochs_done"] == 5 and resumed["steps_done"] == 5 * batches
+    assert_same_weights(whole, tmp_path / "resumed")
 
 
 class FakeTime(keras.callbacks.Callback):
@@ -168,14 +188,15 @@ class FakeTime(keras.callbacks.Callback):
 
 
 @pytest.mark.tf_only  # training runs: tf.data and the tokenizers
-def test_a_time_limited_run_plans_its_cooldown_from_its_pace(tmp_path, monkeypatch):
-    from keras_stageshow.run_dir import load_model
+def test_a_time_limited_run_plans_its_cooldown_from_its_pace(
+    tmp_path, monkeypatch, reference
+):
     from keras_stageshow.training import callbacks
 
-    # What 5 epochs with the last 40% cooling down give, planned at the start.
-    reference = train(tmp_path / "epochs", epochs=5, cooldown_fraction=0.4)
-    batches = reference["train_data"]["batches"]
-    assert reference["cooldown"] == {"start_step": 3 * batches, "end_step": 5 * batches}
+    # `reference` is 5 epochs with the last 40% cooling down, planned at
+    # the start; batches_per_epoch comes from it.
+    whole, planned = reference
+    batches = planned["train_data"]["batches"]
 
     # The same budget as a time limit: 30 s a batch, and 40 s to trace the
     # step at each `fit`'s start (the first, and the one after the plan).
@@ -187,14 +208,11 @@ def test_a_time_limited_run_plans_its_cooldown_from_its_pace(tmp_path, monkeypat
     minutes = (2 * 40 + 5 * 30 * batches + 10) / 60
     run = train(tmp_path / "time", epochs=50, time_limit_minutes=minutes,
                 cooldown_fraction=0.4, callbacks=[clock])
-    assert run["cooldown"] == reference["cooldown"]
+    assert run["cooldown"] == planned["cooldown"]
     assert run["epochs_done"] == 5 and run["steps_done"] == 5 * batches
     assert run["stopped_by_time_limit"]
     history = (tmp_path / "time" / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 5  # one row an epoch, across the two fits
     # The schedule changed mid-run, in the traced step too: the weights are
     # those of the run that had the plan from its first step.
-    a = load_model(str(tmp_path / "epochs" / "model.keras"))
-    b = load_model(str(tmp_path / "time" / "model.keras"))
-    for x, y in zip(a.weights, b.weights):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)
+    assert_same_weights(whole, tmp_path / "time")
