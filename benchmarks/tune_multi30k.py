@@ -47,9 +47,11 @@ from keras_stageshow.run_dir import read_run
 
 
 def epoch_fully_recorded(out):
-    """`(epochs_done, train_seconds)` when the run's last epoch is recorded
-    everywhere (run.json, history.csv and the backup a resume starts from),
-    else None."""
+    """`(epochs_done, train_seconds, next_epoch_seconds)` when the run's
+    last epoch is recorded everywhere (run.json, history.csv and the backup
+    a resume starts from), else None. `next_epoch_seconds` is what
+    `RunProgress` projects the next epoch to take (None in runs from before
+    it was recorded)."""
     try:
         run = read_run(out)
         with open(os.path.join(out, BACKUP_DIR, "state.json")) as f:
@@ -61,7 +63,7 @@ def epoch_fully_recorded(out):
     epochs = run["epochs_done"]
     at_epoch_end = backup.get("epoch") == epochs and backup.get("batches_done") == 0
     if epochs and rows == epochs and at_epoch_end:
-        return epochs, run["train_seconds"]
+        return epochs, run["train_seconds"], run.get("next_epoch_seconds")
     return None
 
 
@@ -71,10 +73,12 @@ def train_for(minutes, out, train_flags, log, as_time_limit=False):
 
     With `as_time_limit`, it stops where `--time-limit-minutes minutes`
     would have: after the first epoch at which the next one would end past
-    the limit (the last epoch's seconds taken as the next one's)."""
+    the limit, by `RunProgress`'s own projection of the next epoch
+    (run.json's `next_epoch_seconds`; the last epoch's seconds in a run
+    from before it was recorded)."""
     command = [sys.executable, "-m", "keras_stageshow", "train", "--out", out,
                "--quiet", *train_flags]
-    recorded = epoch_fully_recorded(out) or (0, 0.0)
+    recorded = epoch_fully_recorded(out) or (0, 0.0, None)
     with open(log, "a") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=log_file)
         while process.poll() is None:
@@ -82,10 +86,11 @@ def train_for(minutes, out, train_flags, log, as_time_limit=False):
             now = epoch_fully_recorded(out)
             if now is None or now[0] == recorded[0]:
                 continue
-            (_, before), recorded = recorded, now
-            seconds = now[1]
+            (_, before, _), recorded = recorded, now
+            _, seconds, next_epoch = now
             if as_time_limit:
-                seconds += seconds - before  # when the next epoch would end
+                # When the next epoch would end.
+                seconds += seconds - before if next_epoch is None else next_epoch
                 done = seconds > 60 * minutes
             else:
                 done = seconds >= 60 * minutes

@@ -74,26 +74,27 @@ def test_a_run_limited_by_epochs_plans_its_cooldown_when_it_begins():
 
 def test_a_time_limited_run_plans_when_its_projected_last_share_begins():
     limit = dict(time_limit_minutes=10.0, epochs=100)
-    # 60 s epochs in a 10-minute budget: 10 epochs, the last 2 cool down.
+    # 60 s epochs in a 10-minute budget (`RunProgress` projects how many
+    # fit): 10 epochs, the last 2 cool down.
     assert plan_cooldown(a_run(**limit), 10) is None  # no speed known yet
-    assert plan_cooldown(a_run(1, 60.0, **limit), 10, next_epoch_seconds=60.0) is None
-    assert plan_cooldown(a_run(7, 420.0, **limit), 10, next_epoch_seconds=60.0) is None
-    assert plan_cooldown(a_run(8, 480.0, **limit), 10, next_epoch_seconds=60.0) == {
+    assert plan_cooldown(a_run(1, 60.0, **limit), 10, projected_epochs=1 + 9) is None
+    assert plan_cooldown(a_run(7, 420.0, **limit), 10, projected_epochs=7 + 3) is None
+    assert plan_cooldown(a_run(8, 480.0, **limit), 10, projected_epochs=8 + 2) == {
         "start_step": 80, "end_step": 100,
     }
-    # Slower epochs than before: the projection shrinks (to 7 epochs) and
+    # Slower epochs (150 s) than before: the projection shrinks (to 7) and
     # the plan comes at once, over the epoch that is left.
-    assert plan_cooldown(a_run(6, 360.0, **limit), 10, next_epoch_seconds=150.0) == {
+    assert plan_cooldown(a_run(6, 360.0, **limit), 10, projected_epochs=6 + 1) == {
         "start_step": 60, "end_step": 70,
     }
     # The epochs limit binds before the time limit does.
     assert plan_cooldown(
-        a_run(8, 80.0, time_limit_minutes=10.0, epochs=10), 10, next_epoch_seconds=10.0
+        a_run(8, 80.0, time_limit_minutes=10.0, epochs=10), 10, projected_epochs=8 + 52
     ) == {"start_step": 80, "end_step": 100}
     # Steps that mixed_float16's loss scaling skipped: the plan is made by
     # epochs, and counts from the optimizer's steps.
     skipped = {**a_run(8, 480.0, **limit), "steps_done": 77}
-    assert plan_cooldown(skipped, 10, next_epoch_seconds=60.0) == {
+    assert plan_cooldown(skipped, 10, projected_epochs=8 + 2) == {
         "start_step": 77, "end_step": 97,
     }
 

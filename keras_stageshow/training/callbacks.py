@@ -8,6 +8,7 @@ a run resumes from."""
 
 import csv
 import io
+import math
 import os
 import time
 
@@ -105,6 +106,9 @@ class RunProgress(keras.callbacks.Callback):
                 / (self._batches - 1)
             )
         run["train_seconds"] = round(run["train_seconds"] + seconds, 1)
+        # Recorded for `benchmarks/multi30k_curve.py`, which stops a run
+        # where a time limit would have, by this same projection.
+        run["next_epoch_seconds"] = round(next_epoch_seconds, 1)
         run["epochs_done"] = epoch + 1
         run["steps_done"] = int(self.model.optimizer.iterations.numpy())
         val_loss = logs.get("val_loss")
@@ -115,12 +119,19 @@ class RunProgress(keras.callbacks.Callback):
             run["best_val_loss"] = float(val_loss)
             run["best_epoch"] = epoch + 1
         limit = run["settings"].get("time_limit_minutes")
-        if limit and run["train_seconds"] + next_epoch_seconds > 60 * limit:
-            # The next epoch would end past the limit.
-            self.model.stop_training = True
-            run["stopped_by_time_limit"] = True
+        projected_epochs = None
+        if limit:
+            # The epochs done when the limit stops the run: those that end
+            # within it at this pace.
+            projected_epochs = run["epochs_done"] + math.floor(
+                (60 * limit - run["train_seconds"]) / next_epoch_seconds
+            )
+            if projected_epochs <= run["epochs_done"]:
+                # The next epoch would end past the limit.
+                self.model.stop_training = True
+                run["stopped_by_time_limit"] = True
         if not run.get("cooldown"):
-            cooldown = plan_cooldown(run, self.batches_per_epoch, next_epoch_seconds)
+            cooldown = plan_cooldown(run, self.batches_per_epoch, projected_epochs)
             if cooldown:
                 # Written with this epoch's record; `fit` stops, and the
                 # run goes on with the schedule that has it.

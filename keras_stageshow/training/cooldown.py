@@ -15,21 +15,19 @@ projection ends. The plan is written once, to
 is resumed with: the steps already taken followed it.
 """
 
-import math
-
 from keras_stageshow.training.schedule import TransformerSchedule
 
 
-def plan_cooldown(run, batches_per_epoch, next_epoch_seconds=None):
+def plan_cooldown(run, batches_per_epoch, projected_epochs=None):
     """The run's cooldown, `{"start_step", "end_step"}`, or None.
 
     Args:
         run: the `run.json` content; its plan if it has one, else a new
             one when it can be made now (see the module's comment).
         batches_per_epoch: int, the training steps of one epoch.
-        next_epoch_seconds: what the next epoch will take, as `RunProgress`
-            projects it, or None before the first epoch (a time-limited run
-            cannot plan yet).
+        projected_epochs: the epochs a time-limited run will have finished
+            when its limit stops it, as `RunProgress` projects them at an
+            epoch's end; None before the first (it cannot plan yet).
     """
     if run.get("cooldown"):
         return run["cooldown"]
@@ -44,10 +42,9 @@ def plan_cooldown(run, batches_per_epoch, next_epoch_seconds=None):
     epochs = config["epochs"]
     limit = config.get("time_limit_minutes")
     if limit:
-        if not next_epoch_seconds:
+        if projected_epochs is None:
             return None
-        left_seconds = 60 * limit - run["train_seconds"]
-        epochs = min(epochs, epochs_done + math.floor(left_seconds / next_epoch_seconds))
+        epochs = min(epochs, projected_epochs)
         if epochs_done < round((1 - fraction) * epochs):
             return None  # not yet: the next epoch's speed may change the projection
         start_step = steps_done

@@ -101,11 +101,11 @@ def train_translation_run(
         model = _build_model(config, tokenizers, data.val)
         run["parameters"] = int(model.count_params())
         checkpoints = _epoch_checkpoints(out, run)
-        if not run.get("cooldown"):
-            # A run limited by epochs only plans its cooldown now.
-            cooldown = plan_cooldown(run, data.train_stats["batches"])
-            if cooldown:
-                run["cooldown"] = cooldown
+        # A run limited by epochs only plans its cooldown now (a plan made
+        # before is kept).
+        cooldown = plan_cooldown(run, data.train_stats["batches"])
+        if cooldown:
+            run["cooldown"] = cooldown
         if run["status"] != "complete" and run["epochs_done"] < config["epochs"]:
             _train(out, run, model, data, checkpoints, callbacks, verbose)
         elif verbose and config["epochs"] > run["epochs_done"]:
