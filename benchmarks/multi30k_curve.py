@@ -4,7 +4,8 @@ limit in turn (issue 15: the curve up to 90 minutes).
 
 One run trains in --out. At each limit T (15, 30, ... 90 by default) it is
 stopped where `--time-limit-minutes T` would have stopped it (the first
-epoch after which the next one would end past T; `tune_multi30k.train_for`)
+epoch after which the next one would end past T; `tune_multi30k.train_for`;
+a run its `--patience` stopped before T is scored as it ended)
 and copied to --out/at-T-min, where `stageshow train --epochs <epochs
 done>` finishes the copy as a run with that time limit finishes: the last
 epochs averaged and the average or the best single epoch kept, whichever
@@ -86,7 +87,8 @@ def main(argv=None):
     flags = [
         "--data-dir", args.data_dir, "--source-lang", args.source_lang,
         "--target-lang", args.target_lang,
-        # Room for every limit; the kills below end the run.
+        # Room for every limit: the kills below, or the run's patience
+        # (a time-limited run stops on val too), end it.
         "--epochs", "200",
         *(smoke_train_flags() + ["--average-last", "2"] if args.smoke else []),
     ]

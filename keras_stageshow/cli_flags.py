@@ -204,7 +204,10 @@ def _add_train_parser(commands):
         "--strip-accents", action="store_true", **recipe("strip_accents")
     )
     rec = train.add_argument_group("training")
-    rec.add_argument("--epochs", type=positive_int, **recipe("epochs"))
+    rec.add_argument(
+        "--epochs", type=positive_int,
+        **recipe("epochs", "the most epochs; with --time-limit-minutes, none unless given"),
+    )
     rec.add_argument(
         "--tokens-per-batch", type=positive_int, **recipe("tokens_per_batch")
     )
@@ -245,6 +248,16 @@ def _add_train_parser(commands):
         type=positive_float,
         default=argparse.SUPPRESS,
         help="stop at the last epoch that ends within this time",
+    )
+    rec.add_argument(
+        "--patience",
+        type=non_negative_int,
+        metavar="N",
+        **recipe(
+            "patience",
+            "stop once N epochs in a row have not lowered the best validation "
+            "loss (0: never)",
+        ),
     )
     rec.add_argument(
         "--backup-every-steps",

@@ -104,3 +104,43 @@ def trained_model():
     assert isinstance(model, ks.Transformer)
     model.compile(warmup_steps=400, learning_rate_scale=0.7, label_smoothing=0.0)
     return model
+
+
+# A tiny training run's settings (`train_tiny_run`). Dropout off: tests
+# compare a resumed run weight for weight with an uninterrupted one, which
+# tests the run, not the random numbers.
+TINY_RUN = dict(
+    num_layers=1, d_model=16, num_heads=2, d_ff=32, max_length=40,
+    vocabulary_size=100, tokens_per_batch=256, warmup_steps=10,
+    dtype_policy="float32", average_last=0, dropout_rate=0.0,
+)
+
+
+def train_tiny_run(out, **settings):
+    """`train_translation_run` of a tiny model on 160 pairs of the stage
+    language (40 to validate), `TINY_RUN` updated with `settings`, into
+    the RUN_DIR `out`; returns its run.json content."""
+    from keras_stageshow.datasets.synthetic import stage_language_pairs
+    from keras_stageshow.training.run import train_translation_run
+
+    source, target = stage_language_pairs(200, seed=1)
+    return train_translation_run(
+        str(out), (source[:160], target[:160]), (source[160:], target[160:]),
+        verbose=0, **{**TINY_RUN, **settings},
+    )
+
+
+class FakeTime(keras.callbacks.Callback):
+    """A clock for `RunProgress` that training moves: `per_batch` seconds a
+    batch, and `trace` more for the first batch of each `fit`."""
+
+    def __init__(self, per_batch, trace):
+        super().__init__()
+        self.per_batch, self.trace, self.now = per_batch, trace, 0.0
+
+    def on_train_begin(self, logs=None):
+        self.first = True
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.now += self.per_batch + (self.trace if self.first else 0.0)
+        self.first = False

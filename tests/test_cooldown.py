@@ -9,16 +9,10 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import FakeTime
+from conftest import train_tiny_run as train
 from keras_stageshow.training.cooldown import plan_cooldown
 from keras_stageshow.training.schedule import TransformerSchedule
-
-TINY = dict(
-    num_layers=1, d_model=16, num_heads=2, d_ff=32, max_length=40,
-    vocabulary_size=100, tokens_per_batch=256, warmup_steps=10,
-    # Dropout off: the resumed run is compared weight for weight with the
-    # uninterrupted one, which tests the schedule, not the random numbers.
-    dtype_policy="float32", average_last=0, dropout_rate=0.0,
-)
 
 
 def rates(schedule, iterations):
@@ -99,17 +93,6 @@ def test_a_time_limited_run_plans_when_its_projected_last_share_begins():
     }
 
 
-def train(out, **settings):
-    from keras_stageshow.datasets.synthetic import stage_language_pairs
-    from keras_stageshow.training.run import train_translation_run
-
-    source, target = stage_language_pairs(200, seed=1)
-    return train_translation_run(
-        str(out), (source[:160], target[:160]), (source[160:], target[160:]),
-        verbose=0, **{**TINY, **settings},
-    )
-
-
 class StopInEpoch(keras.callbacks.Callback):
     """Raises before batch `batch` of epoch `epoch`, as a kill would
     interrupt the run there."""
@@ -170,22 +153,6 @@ def test_a_run_cools_down_over_its_last_epochs_and_resumes_with_its_plan(
     resumed = train(tmp_path / "resumed", epochs=7, cooldown_fraction=0.4)
     assert resumed["epochs_done"] == 5 and resumed["steps_done"] == 5 * batches
     assert_same_weights(whole, tmp_path / "resumed")
-
-
-class FakeTime(keras.callbacks.Callback):
-    """A clock for `RunProgress` that training moves: `per_batch` seconds a
-    batch, and `trace` more for the first batch of each `fit`."""
-
-    def __init__(self, per_batch, trace):
-        super().__init__()
-        self.per_batch, self.trace, self.now = per_batch, trace, 0.0
-
-    def on_train_begin(self, logs=None):
-        self.first = True
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.now += self.per_batch + (self.trace if self.first else 0.0)
-        self.first = False
 
 
 @pytest.mark.tf_only  # training runs: tf.data and the tokenizers

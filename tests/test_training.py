@@ -136,6 +136,7 @@ def test_a_saved_run_keeps_what_it_did_before_a_setting_existed(monkeypatch):
     assert settings["attention_dropout_rate"] == 0.0
     assert settings["dtype_policy"] == "float32"
     assert settings["bounded_shapes"] is False
+    assert settings["patience"] == 0  # it never stopped on val
     assert settings["d_model"] == 64
     # A setting the run saved is kept as saved.
     assert recipe.settings_of_saved_run(

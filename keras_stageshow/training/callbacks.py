@@ -53,7 +53,8 @@ class RunProgress(keras.callbacks.Callback):
     """Keeps `run.json` up to date, saves the best model on validation loss
     (atomically), and stops before `time_limit_minutes` would be passed
     (when the next epoch, at the pace of this one's batches after its first,
-    would end past it).
+    would end past it) and once `patience` epochs in a row have not lowered
+    the best validation loss.
 
     The best validation loss lives in `run.json`, so a resumed run keeps
     comparing against the best of the whole run, not of its last part.
@@ -118,6 +119,13 @@ class RunProgress(keras.callbacks.Callback):
             save_model_atomically(self.model, os.path.join(self.out, MODEL_FILE))
             run["best_val_loss"] = float(val_loss)
             run["best_epoch"] = epoch + 1
+        patience = run["settings"].get("patience")
+        if (
+            patience and run["best_epoch"]
+            and run["epochs_done"] - run["best_epoch"] >= patience
+        ):
+            self.model.stop_training = True
+            run["stopped_by_patience"] = True
         limit = run["settings"].get("time_limit_minutes")
         projected_epochs = None
         if limit:

@@ -44,7 +44,7 @@ def plan_cooldown(run, batches_per_epoch, projected_epochs=None):
     if limit:
         if projected_epochs is None:
             return None
-        epochs = min(epochs, projected_epochs)
+        epochs = projected_epochs if epochs is None else min(epochs, projected_epochs)
         if epochs_done < round((1 - fraction) * epochs):
             return None  # not yet: the next epoch's speed may change the projection
         start_step = steps_done

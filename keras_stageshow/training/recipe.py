@@ -33,6 +33,9 @@ TOKENIZER_SETTINGS = {
     "strip_accents": False,
 }
 TRAINING_SETTINGS = {
+    # The epoch limit of a run without a time limit. A run given
+    # `time_limit_minutes` and no `epochs` has no epoch limit (None): its
+    # clock and `patience` end it (`new_run_settings`).
     "epochs": 20,
     "tokens_per_batch": 2048,
     "warmup_steps": 600,
@@ -49,6 +52,12 @@ TRAINING_SETTINGS = {
     "dtype_policy": "auto",
     "seed": 0,
     "time_limit_minutes": None,
+    # Stop once this many epochs in a row have not lowered the best
+    # validation loss (0: never). The model kept is chosen around the best
+    # epoch anyway (`average_last`); the epochs after it only spend the
+    # budget. In the Multi30k runs of benchmarks/README.md (section 9), a
+    # new best never came more than 2 epochs after the one before it.
+    "patience": 5,
     "backup_every_steps": 200,
     "average_last": 5,
     # The last share of the run's steps over which the learning rate falls
@@ -65,15 +74,24 @@ SETTINGS_BEFORE_THEY_EXISTED = {
     "dtype_policy": "float32",
     "average_last": 0,
     "cooldown_fraction": 0.0,
+    "patience": 0,
 }
 # Settings that may change when a run is resumed (the rest must match).
 RESUMABLE_SETTINGS = (
-    "epochs", "time_limit_minutes", "jit_compile", "backup_every_steps",
+    "epochs", "time_limit_minutes", "patience", "jit_compile", "backup_every_steps",
 )
+# `fit`'s epochs for a run with no epoch limit: its time limit or its
+# patience ends it long before.
+NO_EPOCH_LIMIT = 100_000
+
+
+def epoch_limit(config):
+    """The most epochs the run with settings `config` trains."""
+    return NO_EPOCH_LIMIT if config["epochs"] is None else config["epochs"]
 
 
 def check_settings(settings):
-    """Refuses unknown setting names, a bad `average_last` and a bad
+    """Refuses unknown setting names, a bad `average_last`, `patience` and
     `cooldown_fraction`."""
     unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
     if unknown:
@@ -85,6 +103,13 @@ def check_settings(settings):
         raise ValueError(
             "`average_last` must be an int >= 0 (the last epochs to average; "
             f"0 turns averaging off); received {average_last!r}."
+        )
+    patience = settings.get("patience", 0)
+    if not is_int(patience) or patience < 0:
+        raise ValueError(
+            "`patience` must be an int >= 0 (the epochs without a better "
+            "validation loss after which the run stops; 0 never stops it); "
+            f"received {patience!r}."
         )
     fraction = settings.get("cooldown_fraction", 0.0)
     if not (isinstance(fraction, (int, float)) and 0.0 <= fraction < 1.0):
@@ -100,6 +125,10 @@ def new_run_settings(settings, has_gpu=False):
     `settings`, with "auto" and None resolved for this machine (they are
     fixed for the run's life)."""
     config = {**DEFAULT_SETTINGS, **settings}
+    if config["time_limit_minutes"] and "epochs" not in settings:
+        # The budget is the time limit: no epoch limit of its own.
+        config["epochs"] = None
+    _check_epoch_limit(config)
     # "auto": what this machine runs best (bfloat16 on CPUs that have it).
     config["dtype_policy"] = resolve_dtype_policy(
         config["dtype_policy"], has_gpu=has_gpu
@@ -143,4 +172,16 @@ def resumed_run_settings(saved, settings, out):
             "the same settings, or pass a new --out folder."
         )
     saved.update({k: v for k, v in settings.items() if k in RESUMABLE_SETTINGS})
+    _check_epoch_limit(saved)
     return saved
+
+
+def _check_epoch_limit(config):
+    epochs = config["epochs"]
+    if epochs is None and not config["time_limit_minutes"]:
+        raise ValueError(
+            "A run needs `epochs` or `time_limit_minutes`: it has neither. "
+            "Pass --epochs N or --time-limit-minutes T."
+        )
+    if epochs is not None and (not is_int(epochs) or epochs < 1):
+        raise ValueError(f"`epochs` must be an int >= 1 or None; received {epochs!r}.")

@@ -49,6 +49,7 @@ from keras_stageshow.training.cooldown import plan_cooldown
 from keras_stageshow.training.cooldown import use_cooldown
 from keras_stageshow.training.recipe import MODEL_SETTINGS
 from keras_stageshow.training.recipe import check_settings
+from keras_stageshow.training.recipe import epoch_limit
 from keras_stageshow.training.recipe import new_run_settings
 from keras_stageshow.training.recipe import resumed_run_settings
 from keras_stageshow.training.tokenizers import load_tokenizers
@@ -106,9 +107,9 @@ def train_translation_run(
         cooldown = plan_cooldown(run, data.train_stats["batches"])
         if cooldown:
             run["cooldown"] = cooldown
-        if run["status"] != "complete" and run["epochs_done"] < config["epochs"]:
+        if run["status"] != "complete" and run["epochs_done"] < epoch_limit(config):
             _train(out, run, model, data, checkpoints, callbacks, verbose)
-        elif verbose and config["epochs"] > run["epochs_done"]:
+        elif verbose and epoch_limit(config) > run["epochs_done"]:
             print(
                 f"The run in {out} is complete ({run['epochs_done']} epochs) and "
                 "final; to train longer, train into a new --out folder."
@@ -220,6 +221,15 @@ def _train(out, run, model, data, checkpoints, callbacks, verbose):
         )
     epoch, batches_done = backup.restore(model)
     trim_history(out, epoch)
+    if verbose and config["epochs"] is None:
+        print(
+            f"No epoch limit: the run ends at its time limit "
+            f"({config['time_limit_minutes']:g} minutes)"
+            + (
+                f" or after {config['patience']} epochs without a better "
+                "validation loss." if config["patience"] else "."
+            )
+        )
     run["status"] = "training"
     write_run(out, run)
     # Kept across the fits; `fit_callbacks` adds a new history logger and
@@ -258,13 +268,13 @@ def _train(out, run, model, data, checkpoints, callbacks, verbose):
             on_model = run["cooldown"]
             use_cooldown(model, config, on_model)
         model.fit(
-            data.train, initial_epoch=epoch, epochs=config["epochs"],
+            data.train, initial_epoch=epoch, epochs=epoch_limit(config),
             callbacks=fit_callbacks(out, **parts), **fit,
         )
         epoch = run["epochs_done"]
         if run.get("cooldown") == on_model:
-            # Its epochs, the time limit, the cooldown's end or a caller's
-            # callback ended it; else a time-limited run planned its
+            # Its epochs, the time limit, its patience, the cooldown's end
+            # or a caller's callback ended it; else a time-limited run planned its
             # cooldown at an epoch's end, stopped there, and goes on.
             break
 
@@ -272,8 +282,9 @@ def _train(out, run, model, data, checkpoints, callbacks, verbose):
 def _epochs_left(run, epoch):
     """Whether the run trains on after `epoch` epochs."""
     return (
-        epoch < run["settings"]["epochs"]
+        epoch < epoch_limit(run["settings"])
         and not run.get("stopped_by_time_limit")
+        and not run.get("stopped_by_patience")
         and not cooldown_done(run)
     )
 
