@@ -2,6 +2,8 @@
 given a time limit and no epochs has no epoch limit of its own), or once
 `patience` epochs in a row have not lowered its best validation loss."""
 
+import json
+
 import keras
 import pytest
 
@@ -100,9 +102,21 @@ def test_a_run_that_overfits_stops_after_its_patience_and_stays_stopped(tmp_path
     # 160 pairs and a high rate: the validation loss turns up within a few
     # epochs and never comes back down to its best.
     settings = dict(epochs=40, patience=3, learning_rate_scale=8.0)
-    run = train_tiny_run(tmp_path / "run", **settings)
-    assert run["stopped_by_patience"]
+    # Killed once training ends, after the stop is recorded and before the
+    # run is finished (its backup still there).
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny_run(tmp_path / "run", callbacks=[KillAtTrainEnd()], **settings)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["stopped_by_patience"] and run["status"] != "complete"
     assert run["epochs_done"] == run["best_epoch"] + 3 < 40
-    # The same command again: complete, it trains nothing more.
+    # The same command again resumes the run and trains nothing more.
     again = train_tiny_run(tmp_path / "run", **settings)
+    assert again["status"] == "complete"
     assert again["epochs_done"] == run["epochs_done"]
+
+
+class KillAtTrainEnd(keras.callbacks.Callback):
+    """Raises as `fit` ends, as a kill would interrupt the run there."""
+
+    def on_train_end(self, logs=None):
+        raise KeyboardInterrupt

@@ -152,7 +152,7 @@ def test_a_run_resumes_with_every_default_setting_passed_again(tmp_path):
     from keras_stageshow.training.recipe import DEFAULT_SETTINGS
     from keras_stageshow.training.run import train_translation_run
 
-    # As benchmarks/multi30k.py calls it: every default, `bounded_shapes`
+    # Every default passed explicitly, `bounded_shapes`
     # None ("follow jit_compile") and `dtype_policy` "auto" included, which
     # the run resolved and saved when it began.
     source, target = stage_language_pairs(200, seed=1)
