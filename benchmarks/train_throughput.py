@@ -1,19 +1,22 @@
 """Training throughput: keras_stageshow against the keras-hub stack and the
 TensorFlow tutorial's structure, side by side in one process.
 
-fp32 `model.fit`, d_model 256, 8 heads, d_ff 1024, 3 + 3 layers (or the
-paper's base size with --size base), vocabulary 8000, batch 64, source and
-target length 32, random ids without padding. Each model runs with
+`model.fit` in float32 (or `--dtype-policy mixed_bfloat16`), d_model 256,
+8 heads, d_ff 1024, 3 + 3 layers (or the paper's base size with --size
+base), vocabulary 8000, batch 64, source and target length 32, random ids
+without padding. Each model runs with
 `jit_compile` off and on; the six contenders take turns, a few steps each, in
 a rotating order, and the median over rounds is reported (the peers at their
 best of jit on/off). Step times are read inside `fit` by a batch-end
 callback (the steps after each turn's first). A seventh and eighth
 contender, our model compiled with Keras's own `Adam` instead of the
-default `FusedAdam`, measure what the fused update gives. Also measures the machine's fp32 matmul peak in the same
-run and the fraction of it that the model's counted FLOPs reach. Prints one
+default `FusedAdam`, measure what the fused update gives. Also measures the
+machine's matmul peak in the policy's compute dtype in the same run and the
+fraction of it that the model's counted FLOPs reach. Prints one
 JSON line.
 
     python benchmarks/train_throughput.py [--size small|base] [--steps 4] [--rounds 7]
+        [--dtype-policy float32|mixed_bfloat16]
 
 `--smoke` (CI): a tiny model (`common.SMOKE_SIZE`, vocabulary 100), batch 4,
 length 8, one round of 2 steps per contender with no warm-up `fit`, jit on
@@ -74,12 +77,18 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batch", type=int, default=BATCH)
     parser.add_argument("--length", type=int, default=LENGTH)
+    parser.add_argument(
+        "--dtype-policy", default="float32", choices=("float32", "mixed_bfloat16"),
+        help="every contender's Keras dtype policy (stageshow train's default "
+        "on a CPU with AVX-512 BF16 is mixed_bfloat16)",
+    )
     args = parse_args(
         parser, argv, steps=2, rounds=1, batch=SMOKE_BATCH, length=SMOKE_LENGTH
     )
 
     import keras
 
+    keras.config.set_dtype_policy(args.dtype_policy)
     size, vocab = model_size(args, args.size)
     data = random_batch(args.batch, args.length, args.length, vocab=vocab)
     models = {}
@@ -96,7 +105,9 @@ def main(argv=None):
         return lambda: fit_step_seconds(model, data, args.steps)
 
     seconds = alternate({key: turn(m) for key, m in models.items()}, args.rounds)
-    peak = matmul_peak_gflops(smoke=args.smoke)
+    peak = matmul_peak_gflops(
+        dtype=keras.DTypePolicy(args.dtype_policy).compute_dtype, smoke=args.smoke
+    )
     tokens = args.batch * args.length
     rate = {key: tokens / median(s) for key, s in seconds.items()}
     per_model = {name: {} for name in MODELS}  # name -> "jit_off"/"jit_on" -> rate
@@ -109,8 +120,10 @@ def main(argv=None):
         vocab=vocab, source_len=args.length, target_len=args.length, **size
     )
     print_result({
-        "benchmark": "train_throughput_fp32",
+        "benchmark": "train_throughput_fp32" if args.dtype_policy == "float32"
+        else f"train_throughput_{args.dtype_policy}",
         "config": {**size, "vocab": vocab, "batch": args.batch, "length": args.length},
+        "dtype_policy": args.dtype_policy,
         "onednn": onednn_enabled(),
         "rounds": args.rounds,
         "steps_per_turn": args.steps,

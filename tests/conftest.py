@@ -1,3 +1,4 @@
+import gc
 import json
 import os
 
@@ -46,6 +47,20 @@ def data_dir():
     pytest.fail(
         f"Multi30k raw files not found in {DATA_DIRS}; set STAGESHOW_MULTI30K."
     )
+
+
+@pytest.fixture(autouse=True)
+def _frozen_heap():
+    """Keeps the objects alive before a test out of the garbage collector's
+    sight while it runs (`gc.freeze`; `gc.unfreeze` gives them back after).
+    Keras's `Layer.__delattr__` calls `gc.collect()` for every variable it
+    deletes, and `quantize` deletes each float kernel: late in this suite's
+    one long process, with the earlier tests' traced functions alive, each
+    of those collections took about 2 s, and an int8 test 60 to 75 s
+    (pytest --durations). The test's own garbage is collected as usual."""
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)

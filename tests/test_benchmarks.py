@@ -25,6 +25,10 @@ BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 # lists them under NEEDS; its test skips when one is missing.
 CASES = {
     "batch_shapes": (True, ("pairs", "results")),
+    "dropout": (
+        False, ("ms_per_step_forward_backward", "speedup_vs_keras", "fraction_dropped",
+                "mean_of_ones"),
+    ),
     "generation": (False, ("config", "batch_2")),
     "int8_export": (
         True, ("saved_model_mb", "latency_1_sentence_median_ms", "val_bleu",
@@ -50,7 +54,7 @@ CASES = {
                "greedy_ms_per_sentence_by_new_tokens"),
     ),
     "train_throughput": (
-        False, ("target_tokens_per_second", "speedup_vs_each_peer", "fused_adam_speedup",
+        False, ("target_tokens_per_second", "dtype_policy", "speedup_vs_each_peer", "fused_adam_speedup",
                 "fraction_of_matmul_peak"),
     ),
     "tune_multi30k": (

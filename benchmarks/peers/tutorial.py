@@ -30,8 +30,10 @@ class PositionalEmbedding(keras.layers.Layer):
 
     def call(self, x):
         length = ops.shape(x)[1]
-        x = self.embedding(x) * ops.sqrt(ops.cast(self.d_model, "float32"))
-        return x + ops.convert_to_tensor(self.encoding)[None, :length, :]
+        x = self.embedding(x)
+        # In the compute dtype, so the peer also runs under mixed precision.
+        x = x * ops.sqrt(ops.cast(self.d_model, x.dtype))
+        return x + ops.cast(self.encoding[None, :length, :], x.dtype)
 
 
 class BaseAttention(keras.layers.Layer):

@@ -5,6 +5,7 @@ import keras
 from keras_stageshow.layers.arguments import ADJUST_ARGUMENTS
 from keras_stageshow.layers.arguments import arguments_config
 from keras_stageshow.layers.arguments import store_arguments
+from keras_stageshow.layers.dropout import Dropout
 from keras_stageshow.layers.utils import check_last_dim
 from keras_stageshow.layers.utils import check_rank
 
@@ -50,7 +51,7 @@ class Adjust(keras.layers.Layer):
 
     def build(self, inputs_shape):
         check_rank(inputs_shape, 3, "inputs", "of shape (batch, seq_len, d_model)")
-        self.dropout = keras.layers.Dropout(
+        self.dropout = Dropout(
             self.dropout_rate, dtype=self.dtype_policy, name="dropout"
         )
         self.dropout.build(inputs_shape)

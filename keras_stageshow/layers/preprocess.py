@@ -5,10 +5,11 @@ import math
 import keras
 from keras import ops
 
+from keras_stageshow.layers.dropout import Dropout
+from keras_stageshow.layers.masks import padding_mask_from_ids
 from keras_stageshow.layers.utils import check_positive_int
 from keras_stageshow.layers.utils import check_rate
 from keras_stageshow.layers.utils import check_token_ids
-from keras_stageshow.layers.masks import padding_mask_from_ids
 
 
 @keras.saving.register_keras_serializable(package="keras_stageshow")
@@ -99,7 +100,7 @@ class Preprocess(keras.layers.Layer):
                 f"({token_embedding.input_dim}, {token_embedding.output_dim})."
             )
         self.token_embedding = token_embedding
-        self.dropout = keras.layers.Dropout(
+        self.dropout = Dropout(
             self.dropout_rate, dtype=self.dtype_policy, name="dropout"
         )
         self._scale = math.sqrt(d_model)

@@ -8,6 +8,7 @@ from keras_stageshow.layers import kv_cache
 from keras_stageshow.layers.arguments import PROJECTION_ARGUMENTS
 from keras_stageshow.layers.arguments import arguments_config
 from keras_stageshow.layers.arguments import store_arguments
+from keras_stageshow.layers.dropout import Dropout
 from keras_stageshow.layers.masks import causal_mask
 from keras_stageshow.layers.masks import merge_attention_masks
 from keras_stageshow.layers.masks import resolve_padding_mask
@@ -168,7 +169,7 @@ class Rehearsal(keras.layers.Layer):
             (query_shape[0], query_shape[1], self.num_heads, self.value_dim)
         )
         # Dropout on the attention weights.
-        self.attention_dropout = keras.layers.Dropout(
+        self.attention_dropout = Dropout(
             self.dropout, seed=self.seed, dtype=self.dtype_policy, name="dropout"
         )
         self.built = True
