@@ -119,5 +119,7 @@ def tensorflow_rate(rate, dtype):
     import numpy as np
 
     scale = float(np.asarray(1 / (1 - rate), dtype))
-    threshold = round(2**_BITS * (1 - 1 / scale))
+    # At most 2**16 - 1, so it fits the bits' uint16 (a rate within 2**-17
+    # of 1 drops all but 1 / 65536).
+    threshold = min(round(2**_BITS * (1 - 1 / scale)), 2**_BITS - 1)
     return threshold, scale

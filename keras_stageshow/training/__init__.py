@@ -8,6 +8,7 @@ from keras_stageshow.training.losses import MaskedSparseCategoricalCrossentropy
 from keras_stageshow.training.metrics import MaskedAccuracy
 from keras_stageshow.training.averaging import LastEpochCheckpoints
 from keras_stageshow.training.averaging import average_checkpoints
+from keras_stageshow.training.averaging import best_of_averages
 from keras_stageshow.training.backup import StepBackup
 from keras_stageshow.training.cooldown import cooldown_steps_for
 from keras_stageshow.training.optimizer import FusedAdam

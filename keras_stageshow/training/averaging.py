@@ -190,14 +190,64 @@ class LastEpochCheckpoints(keras.callbacks.Callback):
         return sorted(found)
 
 
+def best_of_averages(checkpoints, val_data, best_single_val_loss, verbose=0):
+    """The lowest validation loss among the best single epoch and the
+    averages of `checkpoints`: the last kept epochs and, when they differ,
+    the kept epochs that end at the best one.
+
+    The choice a run makes when it ends (`choose_average`, for `stageshow
+    train`) and a notebook makes after `model.fit` (notebook 02): each
+    average is built and measured on `val_data` once, here.
+
+    Args:
+        checkpoints: a `LastEpochCheckpoints` that saw the training.
+        val_data: the validation dataset.
+        best_single_val_loss: float or None, the best epoch's validation
+            loss (None: no epoch was validated; any average wins).
+        verbose: print each average's loss when truthy.
+
+    Returns `(chosen, model, losses)`: `chosen` is `"average"`,
+    `"average_to_best"` or `"best_single"`; `model` the chosen average
+    (None for `"best_single"`, whose model the caller has); `losses` maps
+    `"average_val_loss"` and `"average_to_best_val_loss"` to each average's
+    loss (None when not built).
+
+    Example:
+    >>> chosen, averaged, losses = best_of_averages(checkpoints, val_data, 2.61)
+    >>> model = averaged or model
+    """
+    candidates = {"best_single": best_single_val_loss}
+    losses = {"average_val_loss": None, "average_to_best_val_loss": None}
+    models = {}
+    windows = [("average", checkpoints.paths(), checkpoints.epochs())]
+    if checkpoints.best_epochs() not in ([], checkpoints.epochs()):
+        windows.append(
+            ("average_to_best", checkpoints.best_paths(), checkpoints.best_epochs())
+        )
+    for name, paths, epochs in windows:
+        if not paths:
+            continue
+        models[name] = average_checkpoints(paths)
+        loss = float(models[name].evaluate(val_data, verbose=0, return_dict=True)["loss"])
+        losses[f"{name}_val_loss"] = candidates[name] = loss
+        if verbose:
+            print(
+                f"Average of epochs {epochs[0]}-{epochs[-1]}: validation loss "
+                f"{loss:.4f}."
+            )
+    chosen = min(
+        candidates,
+        key=lambda name: float("inf") if candidates[name] is None else candidates[name],
+    )
+    return chosen, models.get(chosen), losses
+
+
 def choose_average(out, run, checkpoints, val_data, verbose=0):
     """The choice a run with `average_last` makes when it ends.
 
-    Averages the last kept epochs and, when they differ, the kept epochs
-    that end at the best one; measures each average's validation loss on
-    `val_data` and saves the lowest as the run's model (`out/model.keras`)
-    if it beats the best single epoch's (`run["best_val_loss"]`, whose
-    model is already there).
+    `best_of_averages` against the best single epoch
+    (`run["best_val_loss"]`, whose model is already `out/model.keras`); a
+    winning average is saved there.
 
     Args:
         out: the RUN_DIR.
@@ -209,47 +259,28 @@ def choose_average(out, run, checkpoints, val_data, verbose=0):
     Returns the record for `run.json`'s `averaging`, whose `chosen` is
     `"average"`, `"average_to_best"` or `"best_single"`.
     """
-    record = {
-        "average_last": checkpoints.keep,
-        "epochs": checkpoints.epochs(),
-        "average_val_loss": None,
-        "best_single_epoch": run["best_epoch"],
-        "best_single_val_loss": run["best_val_loss"],
-        "average_to_best_epochs": checkpoints.best_epochs(),
-        "average_to_best_val_loss": None,
-    }
-    candidates = {"best_single": run["best_val_loss"]}
-    models = {}
-    windows = [("average", checkpoints.paths(), record["epochs"])]
-    if record["average_to_best_epochs"] not in ([], record["epochs"]):
-        windows.append(
-            ("average_to_best", checkpoints.best_paths(), record["average_to_best_epochs"])
-        )
-    for name, paths, epochs in windows:
-        if not paths:
-            continue
-        models[name] = average_checkpoints(paths)
-        loss = float(models[name].evaluate(val_data, verbose=0, return_dict=True)["loss"])
-        record[f"{name}_val_loss"] = candidates[name] = loss
-        if verbose:
-            print(
-                f"Average of epochs {epochs[0]}-{epochs[-1]}: validation loss "
-                f"{loss:.4f}."
-            )
-    chosen = min(
-        candidates,
-        key=lambda name: float("inf") if candidates[name] is None else candidates[name],
+    chosen, model, losses = best_of_averages(
+        checkpoints, val_data, run["best_val_loss"], verbose
     )
-    if chosen != "best_single":
-        save_model_atomically(models[chosen], os.path.join(out, MODEL_FILE))
+    if model is not None:
+        save_model_atomically(model, os.path.join(out, MODEL_FILE))
     if verbose:
-        best = candidates["best_single"]
+        best = run["best_val_loss"]
         print(
             f"Best single epoch ({run['best_epoch']}): validation loss "
             f"{'none' if best is None else f'{best:.4f}'}. The run's model is "
             f"the {chosen.replace('_', ' ')}."
         )
-    return {**record, "chosen": chosen}
+    return {
+        "average_last": checkpoints.keep,
+        "epochs": checkpoints.epochs(),
+        "average_val_loss": losses["average_val_loss"],
+        "best_single_epoch": run["best_epoch"],
+        "best_single_val_loss": run["best_val_loss"],
+        "average_to_best_epochs": checkpoints.best_epochs(),
+        "average_to_best_val_loss": losses["average_to_best_val_loss"],
+        "chosen": chosen,
+    }
 
 
 def _check_paths(paths):
