@@ -33,7 +33,7 @@ class PositionalEmbedding(keras.layers.Layer):
         x = self.embedding(x)
         # In the compute dtype, so the peer also runs under mixed precision.
         x = x * ops.sqrt(ops.cast(self.d_model, x.dtype))
-        return x + ops.cast(self.encoding[None, :length, :], x.dtype)
+        return x + ops.cast(ops.convert_to_tensor(self.encoding)[None, :length, :], x.dtype)
 
 
 class BaseAttention(keras.layers.Layer):
