@@ -214,7 +214,8 @@ def best_of_averages(checkpoints, val_data, best_single_val_loss, verbose=0):
 
     Example:
     >>> chosen, averaged, losses = best_of_averages(checkpoints, val_data, 2.61)
-    >>> model = averaged or model
+    >>> if averaged is not None:
+    ...     model = averaged
     """
     candidates = {"best_single": best_single_val_loss}
     losses = {"average_val_loss": None, "average_to_best_val_loss": None}
