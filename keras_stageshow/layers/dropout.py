@@ -105,7 +105,9 @@ def _tensorflow_dropout(inputs, rate, seed):
     # (size,) after the odd element's spare half is cut.
     bits = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:size]
     keep = tf.reshape(bits >= threshold, shape)
-    return tf.where(keep, inputs * tf.constant(scale, inputs.dtype), tf.zeros_like(inputs))
+    # A scalar zero, broadcast: no zeros tensor is filled a call.
+    zero = tf.constant(0, inputs.dtype)
+    return tf.where(keep, inputs * tf.constant(scale, inputs.dtype), zero)
 
 
 def tensorflow_rate(rate, dtype):
