@@ -5,7 +5,7 @@ breaks one would go unseen until someone re-measures. Each test imports the
 script (benchmarks/ on `sys.path`, as when it runs) and calls its
 `main(argv)` with `--smoke` in this process, so TensorFlow loads once; the
 line must parse and hold the benchmark's key fields. The smoke runs train
-tiny models on 40 Multi30k pairs (the `data_dir` fixture) or read the
+tiny models on 40 generated caption pairs (the `data_dir` fixture) or read the
 committed RUN_DIR `fixtures/main_run`; their figures mean nothing.
 """
 

@@ -1,10 +1,14 @@
-"""Multi30k and user-file loaders, and the length-batched tf.data pipeline."""
+"""Multi30k and user-file loaders, and the length-batched tf.data pipeline.
+The loaders read the generated captions in Multi30k's layout (`data_dir`,
+tests/caption_corpus.py); one test reads the real files where they are."""
 
 import gzip
 import shutil
 
 import numpy as np
 import pytest
+
+from caption_corpus import SPLIT_SIZES
 
 from keras_stageshow import SubwordTokenizer
 from keras_stageshow.datasets import load_multi30k
@@ -16,12 +20,20 @@ from keras_stageshow.datasets.synthetic import stage_language_pairs
 pytestmark = pytest.mark.tf_only  # tf.data pipelines and the tokenizers
 
 
-def test_multi30k_reads_a_local_folder(data_dir):
-    de, en = load_multi30k("val", data_dir=data_dir)
+def test_multi30k_reads_the_real_files(multi30k_dir):
+    de, en = load_multi30k("val", data_dir=multi30k_dir)
     assert len(de) == len(en) == 1014
     assert all(isinstance(s, str) and s for s in de[:10])
-    test_de, _ = load_multi30k("test_2016_flickr", data_dir=data_dir)
+    test_de, _ = load_multi30k("test_2016_flickr", data_dir=multi30k_dir)
     assert len(test_de) == 1000
+
+
+def test_multi30k_reads_a_local_folder(data_dir):
+    de, en = load_multi30k("val", data_dir=data_dir)
+    assert len(de) == len(en) == SPLIT_SIZES["val"]
+    assert de[0] != en[0] and all(isinstance(s, str) and s for s in de + en)
+    test_de, _ = load_multi30k("test_2016_flickr", data_dir=data_dir)
+    assert len(test_de) == SPLIT_SIZES["test_2016_flickr"]
 
 
 def test_multi30k_downloads_once_into_its_cache(data_dir, tmp_path):
@@ -29,7 +41,7 @@ def test_multi30k_downloads_once_into_its_cache(data_dir, tmp_path):
     origin = f"file://{data_dir}"
     cache = tmp_path / "cache"
     de, en = load_multi30k("val", origin=origin, cache_dir=str(cache))
-    assert len(de) == 1014
+    assert len(de) == SPLIT_SIZES["val"]
     cached = cache / "datasets" / "multi30k" / "val.de.gz"
     assert cached.is_file()
     # The second call reads the cache, even with the origin gone.
@@ -138,7 +150,7 @@ def test_loader_copies_are_not_needed_for_a_gz_free_folder(data_dir, tmp_path):
         ) as g:
             shutil.copyfileobj(f, g)
     de, en = load_multi30k("val", data_dir=str(tmp_path))
-    assert len(de) == len(en) == 1014
+    assert len(de) == len(en) == SPLIT_SIZES["val"]
 
 
 def test_epoch_keyed_order_is_fixed_per_epoch_and_skips_exactly():

@@ -1,4 +1,5 @@
-"""The notebooks run top to bottom (quick mode: tiny sizes, local Multi30k)
+"""The notebooks run top to bottom (quick mode: tiny sizes, the generated
+captions in Multi30k's layout)
 and are committed clean, each with its Colab badge and install cell."""
 
 import os

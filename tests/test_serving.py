@@ -77,7 +77,7 @@ BATCH_SIZE = 3
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, data_dir):
-    """A small run on real Multi30k text: separate, lowercasing vocabularies
+    """A small run on the generated captions: separate, lowercasing vocabularies
     (so the graph holds two SentencePiece models and the normalization)."""
     out = tmp_path_factory.mktemp("serving") / "run"
     de, en = load_multi30k("train", data_dir=data_dir)

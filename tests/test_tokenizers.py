@@ -21,9 +21,11 @@ CORPUS = [
 ] * 20
 
 
-@pytest.fixture(scope="module")
-def multi30k_tokenizer(data_dir):
-    de, en = load_multi30k("val", data_dir=data_dir)
+@pytest.fixture(scope="module", params=["data_dir", "multi30k_dir"])
+def multi30k_tokenizer(request):
+    """Trained on the generated captions and, where they are, on the real
+    Multi30k validation files."""
+    de, en = load_multi30k("val", data_dir=request.getfixturevalue(request.param))
     return SubwordTokenizer.train([de, en], vocabulary_size=1000), de, en
 
 
