@@ -143,6 +143,10 @@ def _add_export_parser(commands):
 def _add_train_parser(commands):
     from keras_stageshow.training.precision import POLICIES
     from keras_stageshow.training.recipe import DEFAULT_SETTINGS as d
+    from keras_stageshow.training.recipe import LONG_RUN_DROPOUT_RATE
+    from keras_stageshow.training.recipe import LONG_RUN_EPOCHS
+    from keras_stageshow.training.recipe import LONG_RUN_MINUTES
+    from keras_stageshow.training.recipe import SHORT_RUN_DROPOUT_RATE
 
     train = commands.add_parser(
         "train",
@@ -183,7 +187,15 @@ def _add_train_parser(commands):
         size.add_argument(
             "--" + flag.replace("_", "-"), type=positive_int, **recipe(flag)
         )
-    size.add_argument("--dropout-rate", type=rate, **recipe("dropout_rate"))
+    size.add_argument(
+        "--dropout-rate", type=rate,
+        **recipe(
+            "dropout_rate",
+            f"dropout on embeddings and sub-layer outputs; auto: "
+            f"{SHORT_RUN_DROPOUT_RATE}, or {LONG_RUN_DROPOUT_RATE} when the run "
+            f"may take {LONG_RUN_EPOCHS}+ epochs and {LONG_RUN_MINUTES}+ minutes",
+        ),
+    )
     size.add_argument(
         "--attention-dropout-rate", type=rate,
         **recipe("attention_dropout_rate", "dropout on the attention weights"),

@@ -166,6 +166,7 @@ def test_a_run_resumes_with_every_default_setting_passed_again(tmp_path):
     first = train_translation_run(out, *pairs, verbose=0, **{**settings, "epochs": 1})
     assert first["settings"]["bounded_shapes"] is False
     assert first["settings"]["dtype_policy"] != "auto"
+    assert first["settings"]["dropout_rate"] == 0.1  # one epoch: a short run
     # The same call again is accepted (the run is complete: it is kept)...
     train_translation_run(out, *pairs, verbose=0, **{**settings, "epochs": 1})
     # ...while a changed model setting is refused, by name.
@@ -180,16 +181,42 @@ def test_a_resumed_run_refuses_changed_settings_by_name():
 
     saved = recipe.new_run_settings({"d_model": 16, "dtype_policy": "float32"})
     assert saved["bounded_shapes"] is False  # None follows jit_compile
-    # Resumable settings are applied; "auto" and None keep what was saved.
+    # Resumable settings are applied; "auto" and None keep what was saved,
+    # a dropout chosen for a short budget too when a longer one resumes it.
     resumed = recipe.resumed_run_settings(
-        saved, {"epochs": 3, "dtype_policy": "auto", "bounded_shapes": None}, "run"
+        saved,
+        {"epochs": 3, "dtype_policy": "auto", "bounded_shapes": None,
+         "dropout_rate": "auto", "time_limit_minutes": 135.0},
+        "run",
     )
-    assert resumed == {**saved, "epochs": 3}
+    assert resumed == {**saved, "epochs": 3, "time_limit_minutes": 135.0}
+    assert resumed["dropout_rate"] == 0.1
     with pytest.raises(ValueError, match=r"run holds a run with other settings "
                        r"\(d_model: 16 -> 32, seed: 0 -> 1\)"):
         recipe.resumed_run_settings(saved, {"seed": 1, "d_model": 32}, "run")
     with pytest.raises(TypeError, match="Unknown training settings"):
         recipe.check_settings({"d_modle": 16})
+
+
+@pytest.mark.parametrize(
+    "budget, dropout_rate",
+    [
+        ({}, 0.1),  # `stageshow train`: 20 epochs
+        ({"time_limit_minutes": 45.0}, 0.1),
+        ({"time_limit_minutes": 135.0}, 0.2),  # no epoch limit
+        ({"time_limit_minutes": 135.0, "epochs": 20}, 0.1),
+        ({"epochs": 60}, 0.2),
+        ({"epochs": 60, "time_limit_minutes": 45.0}, 0.1),
+        ({"epochs": 30, "time_limit_minutes": 60.0}, 0.2),
+        ({"epochs": 29, "time_limit_minutes": 60.0}, 0.1),
+        ({"time_limit_minutes": 135.0, "dropout_rate": 0.05}, 0.05),  # given
+    ],
+)
+def test_a_new_run_gets_the_dropout_of_its_budget(budget, dropout_rate):
+    from keras_stageshow.training import recipe
+
+    assert recipe.DEFAULT_SETTINGS["dropout_rate"] == "auto"
+    assert recipe.new_run_settings(budget)["dropout_rate"] == dropout_rate
 
 
 def test_history_rows_after_the_resumed_epoch_are_dropped(tmp_path):
