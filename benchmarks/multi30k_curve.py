@@ -2,7 +2,9 @@
 `stageshow train`'s defaults, scored as if it had been given each time
 limit in turn (issue 15: the curve up to 90 minutes).
 
-One run trains in --out. At each limit T (15, 30, ... 90 by default) it is
+One run trains in --out for each dropout the default takes at these
+limits (0.1 below 60 minutes, 0.2 from 60: `dropout_rate_for_budget`;
+--out/run-dropout-R). At each limit T (15, 30, ... 90 by default) it is
 stopped where `--time-limit-minutes T` would have stopped it (the first
 epoch after which the next one would end past T; `tune_multi30k.train_for`;
 a run its `--patience` stopped before T is scored as it ended)
@@ -58,6 +60,11 @@ def finish_as_time_limited(out, at, flags, log):
     return train_for(0, at, [*flags, "--epochs", str(epochs)], log)
 
 
+def run_dir_for(out, dropout_rate):
+    """The curve's run with this dropout."""
+    return os.path.join(out, f"run-dropout-{dropout_rate:g}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=MULTI30K_DIR)
@@ -92,22 +99,30 @@ def main(argv=None):
         "--epochs", "200",
         *(smoke_train_flags() + ["--average-last", "2"] if args.smoke else []),
     ]
-    run_dir = os.path.join(out, "run")
 
     from keras_stageshow.datasets import load_multi30k
     from keras_stageshow.models.translator import Translator
+    from keras_stageshow.training.recipe import dropout_rate_for_budget
 
     test_source, test_reference = load_multi30k(
         "test_2016_flickr", source=args.source_lang, target=args.target_lang,
         data_dir=args.data_dir,
     )
     for minutes in args.minutes[len(points):]:
-        train_for(minutes, run_dir, flags, run_dir + ".log", as_time_limit=True)
+        # The default's dropout depends on the budget
+        # (`dropout_rate_for_budget`): each dropout has a run of its own,
+        # given it explicitly (the run's --epochs would make "auto" the long
+        # runs' dropout at every limit).
+        dropout_rate = dropout_rate_for_budget(time_limit_minutes=minutes)
+        run_dir = run_dir_for(out, dropout_rate)
+        run_flags = [*flags, "--dropout-rate", str(dropout_rate)]
+        train_for(minutes, run_dir, run_flags, run_dir + ".log", as_time_limit=True)
         at = os.path.join(out, f"at-{minutes:g}-min")
-        run = finish_as_time_limited(run_dir, at, flags, at + ".log")
+        run = finish_as_time_limited(run_dir, at, run_flags, at + ".log")
         translator = Translator.load(at)
         point = {
             "time_limit_minutes": minutes,
+            "dropout_rate": dropout_rate,
             "train_minutes": round(run["train_seconds"] / 60, 1),
             "epochs": run["epochs_done"],
             "steps": run.get("steps_done"),
@@ -134,7 +149,9 @@ def main(argv=None):
         points.append(point)
         # The scored copy's checkpoints are not needed again.
         shutil.rmtree(os.path.join(at, EPOCHS_DIR), ignore_errors=True)
-    run = read_run(run_dir)
+    run = read_run(
+        run_dir_for(out, dropout_rate_for_budget(time_limit_minutes=args.minutes[-1]))
+    )
     print_result({
         "benchmark": f"multi30k_curve_{args.source_lang}_{args.target_lang}",
         "direction": direction,

@@ -44,6 +44,7 @@ from common import smoke_train_flags
 from keras_stageshow.run_dir import BACKUP_DIR
 from keras_stageshow.run_dir import HISTORY_FILE
 from keras_stageshow.run_dir import read_run
+from keras_stageshow.training.recipe import dropout_rate_for_budget
 
 
 def epoch_fully_recorded(out):
@@ -145,6 +146,11 @@ def main(argv=None):
         flags = [
             "--data-dir", args.data_dir, "--source-lang", args.source_lang,
             "--target-lang", args.target_lang, "--epochs", "200",
+            # The default's dropout for these minutes: the run has no time
+            # limit of its own (it is stopped from here), so "auto" would
+            # take the long runs' (`dropout_rate_for_budget`). A
+            # --dropout-rate among the train flags, after it, wins.
+            "--dropout-rate", str(dropout_rate_for_budget(time_limit_minutes=args.minutes)),
             *(smoke_train_flags() + ["--epochs", "2"] if args.smoke else []),
             *args.train_flags,
         ]
