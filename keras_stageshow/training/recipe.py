@@ -99,8 +99,10 @@ LONG_RUN_MINUTES = 60
 
 def dropout_rate_for_budget(epochs=None, time_limit_minutes=None):
     """The recipe's dropout for a run of at most `epochs` epochs and
-    `time_limit_minutes` minutes (None: no such limit): 0.2 when both allow
-    a long run (at least 30 epochs and 60 minutes), else 0.1.
+    `time_limit_minutes` minutes (None: no such limit):
+    `LONG_RUN_DROPOUT_RATE` when both allow a long run (at least
+    `LONG_RUN_EPOCHS` epochs and `LONG_RUN_MINUTES` minutes), else
+    `SHORT_RUN_DROPOUT_RATE`.
 
     Example:
     >>> dropout_rate_for_budget(epochs=20)  # `stageshow train`'s default
