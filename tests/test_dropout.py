@@ -1,7 +1,10 @@
 """The stage-show layers' `Dropout` (keras_stageshow/layers/dropout.py): it
 drops the rate asked for, keeps the expectation in bfloat16 (where
 `keras.layers.Dropout` on TensorFlow does not), differentiates as dropout,
-is deterministic for a seed, and runs on any shape and backend."""
+is deterministic for a seed, runs on any shape and backend, and a training
+backup (`StepBackup`) carries its generators' state."""
+
+import json
 
 import keras
 import numpy as np
@@ -9,8 +12,11 @@ import pytest
 from keras import ops
 
 import keras_stageshow as ks
+from conftest import tiny_transformer
 from keras_stageshow.layers.dropout import Dropout
 from keras_stageshow.layers.dropout import tensorflow_rate
+from keras_stageshow.training import StepBackup
+from keras_stageshow.training.backup import random_state_variables
 
 # 2**20 ones: the mean of a 0.1 dropout's result has a standard deviation
 # of sqrt(0.1 * 0.9) / 0.9 / 1024 = 3.3e-4 around 1.
@@ -170,3 +176,56 @@ def test_every_stage_show_dropout_is_this_layer():
     # 1 + 2 + 1 (embeddings, encoder layer, its attention) and 1 + 3 + 2.
     assert len(dropouts) == 10, [layer.path for layer in dropouts]
     assert all(type(layer) is Dropout for layer in dropouts)
+
+
+def test_a_step_backup_restores_the_dropout_generators_state(tmp_path):
+    def built_model():
+        model = tiny_transformer(dropout_rate=0.1)
+        model.compile(warmup_steps=10)
+        model((source[:1], source[:1]))
+        return model
+
+    source = np.random.default_rng(0).integers(4, 30, (64, 6)).astype("int32")
+    model = built_model()
+    generators = random_state_variables(model)
+    # What Keras's `Model.variables` holds besides `weights` is the seed
+    # generators' state and only that, and `weights` (what `save_weights`
+    # saves) leaves it out: 2 encoder layers x 2 Adjusts, 2 decoder layers
+    # x 3, and the 2 Preprocesses.
+    assert len(generators) == 2 * 2 + 2 * 3 + 2 and all(
+        v.path.endswith("seed_generator_state") for v in generators
+    )
+    assert not any("seed_generator" in v.path for v in model.weights)
+    untrained = [ops.convert_to_numpy(v) for v in generators]
+    backup = StepBackup(tmp_path / "backup", every_steps=3)
+    model.fit((source, source), source, batch_size=8, epochs=1, verbose=0,
+              callbacks=[backup])
+    trained = [ops.convert_to_numpy(v) for v in random_state_variables(model)]
+    # Each of the 8 steps drew once from each generator. (On PyTorch,
+    # Keras's dropout with no seed given draws from torch's own generator
+    # instead, which the backup does not record.)
+    draws = 0 if keras.backend.backend() == "torch" else 8
+    for before, after in zip(untrained, trained, strict=True):
+        assert after[0] == before[0] and after[1] == before[1] + draws
+
+    restored = built_model()
+    backup.restore(restored)
+    for a, b in zip(random_state_variables(restored), trained, strict=True):
+        np.testing.assert_array_equal(ops.convert_to_numpy(a), b)
+
+    # Another model's backup is refused, naming the fix, and the model is
+    # left as it was.
+    other = tiny_transformer(dropout_rate=0.0)
+    other.compile(warmup_steps=10)
+    other((source[:1], source[:1]))
+    weights = other.get_weights()
+    with pytest.raises(ValueError, match="random-number generators"):
+        backup.restore(other)
+    for a, b in zip(other.get_weights(), weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # So is a damaged state.
+    state = backup.state()
+    state["random_state"][3] = [1, 2, 3]
+    (tmp_path / "backup" / "state.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="damaged"):
+        backup.restore(built_model())
