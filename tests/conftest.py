@@ -142,17 +142,18 @@ TINY_RUN = dict(
 )
 
 
-def train_tiny_run(out, **settings):
+def train_tiny_run(out, verbose=0, **settings):
     """`train_translation_run` of a tiny model on 160 pairs of the stage
     language (40 to validate), `TINY_RUN` updated with `settings`, into
-    the RUN_DIR `out`; returns its run.json content."""
+    the RUN_DIR `out`, silent unless given `verbose`; returns its run.json
+    content."""
     from keras_stageshow.datasets.synthetic import stage_language_pairs
     from keras_stageshow.training.run import train_translation_run
 
     source, target = stage_language_pairs(200, seed=1)
     return train_translation_run(
         str(out), (source[:160], target[:160]), (source[160:], target[160:]),
-        verbose=0, **{**TINY_RUN, **settings},
+        verbose=verbose, **{**TINY_RUN, **settings},
     )
 
 

@@ -78,7 +78,7 @@ def test_run_progress_stops_once_patience_epochs_have_not_lowered_the_best(tmp_p
 
 @pytest.mark.tf_only  # training runs: tf.data and the tokenizers
 def test_a_time_limited_run_without_epochs_trains_past_the_default_epochs(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, capsys
 ):
     from keras_stageshow.training import callbacks
     from keras_stageshow.training import recipe
@@ -90,11 +90,18 @@ def test_a_time_limited_run_without_epochs_trains_past_the_default_epochs(
     monkeypatch.setattr(callbacks.RunProgress, "clock", staticmethod(lambda: clock.now))
     batches = train_tiny_run(tmp_path / "default")["train_data"]["batches"]
     minutes = (4 * batches + 0.5) / 60
+    capsys.readouterr()
     run = train_tiny_run(
-        tmp_path / "time", time_limit_minutes=minutes, patience=0, callbacks=[clock]
+        tmp_path / "time", time_limit_minutes=minutes, patience=0, callbacks=[clock],
+        verbose=2,
     )
     assert run["settings"]["epochs"] is None
     assert run["epochs_done"] == 4 and run["stopped_by_time_limit"]
+    # Its progress shows the minutes, not `fit`'s placeholder epoch count
+    # (`TimeLimitProgbar`).
+    shown = capsys.readouterr().out
+    assert "Epoch 1 (0.0 of" in shown and f"Epoch 4 ({3 * batches / 60:.1f} of" in shown
+    assert "Epoch 1/" not in shown and "/100000" not in shown
 
 
 @pytest.mark.tf_only  # training runs: tf.data and the tokenizers

@@ -1,6 +1,7 @@
 """The Keras callbacks of a training run's `fit`: `fit_callbacks` lists them
 in their order; `RunProgress` keeps `run.json` and the best model,
-`EpochNumber` orders each epoch's batches (the backup is `backup.py`'s, the
+`EpochNumber` orders each epoch's batches, `TimeLimitProgbar` shows the
+progress of a run with no epoch limit (the backup is `backup.py`'s, the
 epochs kept for averaging `averaging.py`'s, the cooldown's plan
 `cooldown.py`'s). `trim_history` makes the
 per-epoch history (`history.csv`, Keras's CSVLogger) agree with the backup
@@ -8,6 +9,7 @@ a run resumes from."""
 
 import csv
 import io
+import logging
 import math
 import os
 import time
@@ -37,6 +39,9 @@ def fit_callbacks(out, epoch_number, progress, backup, checkpoints=None, extra=(
         extra: the caller's own callbacks, last.
     """
     return [
+        # Keras adds its own progress bar to `fit` unless given one.
+        *([TimeLimitProgbar(progress.run)] if progress.run["settings"]["epochs"] is None
+          else []),
         EpochNumber(epoch_number),
         # Before `RunProgress` records the epoch in run.json: an epoch that
         # run.json calls done has its checkpoint.
@@ -148,6 +153,42 @@ class RunProgress(keras.callbacks.Callback):
         if cooldown_done(run):
             self.model.stop_training = True
         write_run(self.out, run)
+
+
+class TimeLimitProgbar(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, for a run with no epoch limit (one given a time
+    limit and no `--epochs`). `fit` gets a placeholder number of epochs
+    (`recipe.NO_EPOCH_LIMIT`), which Keras's bar would show as "Epoch
+    3/100000"; this one shows "Epoch 3 (4.1 of 45 minutes trained)".
+
+    Keras's bar prints its "Epoch n/N" line only when `fit` has more than one
+    epoch, and has no public switch for it, so this one is told of one epoch.
+    tests/test_stopping.py fails if Keras prints the line anyway.
+
+    Args:
+        run: the `run.json` content that `RunProgress` keeps up to date.
+    """
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+        self.show_epochs = False
+
+    def set_params(self, params):
+        self.show_epochs = bool(params.get("verbose"))
+        super().set_params({**params, "epochs": 1})
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        if self.show_epochs:
+            minutes = self.run["train_seconds"] / 60
+            limit = self.run["settings"]["time_limit_minutes"]
+            message = f"Epoch {epoch + 1} ({minutes:.1f} of {limit:g} minutes trained)"
+            # Where Keras's bar writes its lines.
+            if keras.config.is_interactive_logging_enabled():
+                print(message, flush=True)
+            else:
+                logging.info(message)
 
 
 class EpochNumber(keras.callbacks.Callback):
