@@ -116,6 +116,10 @@ def main(argv=None):
         "parameters": run["parameters"],
         # What the run trained with that the machine or a flag decides.
         "dtype_policy": run["settings"]["dtype_policy"],
+        # "auto" fixes it by the epochs the limit affords at the pace the
+        # run timed as it began (`training/pace.py`).
+        "dropout_rate": run["settings"]["dropout_rate"],
+        "pace": run.get("pace"),
         "average_last": run["settings"]["average_last"],
         "cooldown": run.get("cooldown"),
         "decoding": {"num_beams": args.num_beams, "length_penalty": args.length_penalty},

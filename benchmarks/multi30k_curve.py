@@ -3,8 +3,11 @@
 limit in turn (issue 26: the curve at 15, 45, 90 and 135 minutes).
 
 One run trains in --out for each dropout the default takes at these
-limits (0.1 below 60 minutes, 0.2 from 60: `dropout_rate_for_budget`;
---out/run-dropout-R). At each limit T (15, 45, 90, 135 by default) it is
+limits (--out/run-dropout-R). The default's dropout depends on the epochs
+a limit affords at the machine's pace (`dropout_rate_for_budget`), which a
+run times as it begins (`training/pace.py`): the curve times it once
+(`tune_multi30k.pace_of`, in --out/pace) and gives each limit the dropout
+of the epochs it affords at that pace. At each limit T (15, 45, 90, 135 by default) it is
 stopped where `--time-limit-minutes T` would have stopped it (the first
 epoch after which the next one would end past T; `tune_multi30k.train_for`;
 a run its `--patience` stopped before T is scored as it ended)
@@ -42,6 +45,7 @@ from common import print_result
 from common import score_translations
 from common import smoke_out_dir
 from common import smoke_train_flags
+from tune_multi30k import pace_of
 from tune_multi30k import train_for
 from keras_stageshow.run_dir import EPOCHS_DIR
 from keras_stageshow.run_dir import LOCK_FILE
@@ -108,12 +112,20 @@ def main(argv=None):
         "test_2016_flickr", source=args.source_lang, target=args.target_lang,
         data_dir=args.data_dir,
     )
+    pace = pace_of(
+        os.path.join(out, "pace"), flags, args.minutes[-1], os.path.join(out, "pace.log")
+    )
+
+    def dropout_for(minutes):
+        # The default's dropout for this limit at this machine's pace; each
+        # dropout has a run of its own, given it explicitly (the run has no
+        # time limit of its own: it is stopped from here).
+        return dropout_rate_for_budget(
+            time_limit_minutes=minutes, seconds_per_epoch=pace["seconds_per_epoch"]
+        )
+
     for minutes in args.minutes[len(points):]:
-        # The default's dropout depends on the budget
-        # (`dropout_rate_for_budget`): each dropout has a run of its own,
-        # given it explicitly (the run's --epochs would make "auto" the long
-        # runs' dropout at every limit).
-        dropout_rate = dropout_rate_for_budget(time_limit_minutes=minutes)
+        dropout_rate = dropout_for(minutes)
         run_dir = run_dir_for(out, dropout_rate)
         run_flags = [*flags, "--dropout-rate", str(dropout_rate)]
         train_for(minutes, run_dir, run_flags, run_dir + ".log", as_time_limit=True)
@@ -149,9 +161,7 @@ def main(argv=None):
         points.append(point)
         # The scored copy's checkpoints are not needed again.
         shutil.rmtree(os.path.join(at, EPOCHS_DIR), ignore_errors=True)
-    run = read_run(
-        run_dir_for(out, dropout_rate_for_budget(time_limit_minutes=args.minutes[-1]))
-    )
+    run = read_run(run_dir_for(out, dropout_for(args.minutes[-1])))
     print_result({
         "benchmark": f"multi30k_curve_{args.source_lang}_{args.target_lang}",
         "direction": direction,
@@ -160,6 +170,7 @@ def main(argv=None):
         "dtype_policy": run["settings"]["dtype_policy"],
         "average_last": run["settings"]["average_last"],
         "decoding": {"num_beams": args.num_beams, "length_penalty": args.length_penalty},
+        "pace": pace,
         "points": points,
         "cpu": cpu_info(),
     }, args)

@@ -5,6 +5,9 @@ training (the run's own `train_seconds`, read from run.json after each
 epoch; the process is killed right after the first epoch that reaches it,
 so the RUN_DIR stays resumable: `benchmarks/multi30k.py --out RUN_DIR`
 with the same settings carries it on to 45 minutes, as if never stopped).
+Without a --dropout-rate among the train flags, the run gets the one
+`stageshow train --time-limit-minutes M` would take (M: --minutes), by the
+pace such a run times as it begins (`pace_of`).
 Then scores the run's model (the best epoch so far on validation loss) on
 `val` with greedy decoding and each `--beam` setting, and prints one JSON
 line. test_2016_flickr is never loaded here: nothing is chosen by a test
@@ -43,6 +46,7 @@ from common import smoke_requested
 from common import smoke_train_flags
 from keras_stageshow.run_dir import BACKUP_DIR
 from keras_stageshow.run_dir import HISTORY_FILE
+from keras_stageshow.run_dir import is_run_dir
 from keras_stageshow.run_dir import read_run
 from keras_stageshow.training.recipe import dropout_rate_for_budget
 
@@ -106,6 +110,33 @@ def train_for(minutes, out, train_flags, log, as_time_limit=False):
     return read_run(out)
 
 
+def pace_of(out, flags, minutes, log):
+    """The pace (run.json's "pace") that `stageshow train
+    --time-limit-minutes minutes` times as it begins (`training/pace.py`):
+    a run begun in `out` with `flags` and stopped once it has timed its
+    step (a benchmark resumed later reuses it). For the runs stopped from
+    here, which have no time limit of their own: the dropout "auto" would
+    take with one (`recipe.dropout_rate_for_budget`)."""
+    pace = is_run_dir(out) and read_run(out).get("pace")
+    if pace:
+        return pace
+    command = [
+        sys.executable, "-m", "keras_stageshow", "train", "--out", out, "--quiet",
+        *flags, "--time-limit-minutes", str(minutes), "--dropout-rate", "auto",
+    ]
+    with open(log, "a") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=log_file)
+        while process.poll() is None and not pace:
+            time.sleep(1)
+            pace = is_run_dir(out) and read_run(out).get("pace")
+        process.kill()
+        process.wait()
+    pace = is_run_dir(out) and read_run(out).get("pace")
+    if not pace:
+        raise SystemExit(f"stageshow train ended before it timed its step; see {log}")
+    return pace
+
+
 def loss_by_epoch(out, column):
     """One float per epoch from the run's history.csv (`loss`, `val_loss`)."""
     with open(os.path.join(out, HISTORY_FILE)) as f:
@@ -146,14 +177,23 @@ def main(argv=None):
         flags = [
             "--data-dir", args.data_dir, "--source-lang", args.source_lang,
             "--target-lang", args.target_lang, "--epochs", "200",
+            *(smoke_train_flags() + ["--epochs", "2"] if args.smoke else []),
+        ]
+        if "--dropout-rate" not in args.train_flags and args.minutes:
             # The default's dropout for these minutes: the run has no time
             # limit of its own (it is stopped from here), so "auto" would
-            # take the long runs' (`dropout_rate_for_budget`). A
-            # --dropout-rate among the train flags, after it, wins.
-            "--dropout-rate", str(dropout_rate_for_budget(time_limit_minutes=args.minutes)),
-            *(smoke_train_flags() + ["--epochs", "2"] if args.smoke else []),
-            *args.train_flags,
-        ]
+            # take the long runs' at --epochs 200. It is the dropout of the
+            # epochs the minutes afford at this machine's pace (timed once
+            # in OUT.pace).
+            pace = pace_of(
+                out + ".pace", flags + args.train_flags, args.minutes,
+                out + ".pace.log",
+            )
+            flags += ["--dropout-rate", str(dropout_rate_for_budget(
+                time_limit_minutes=args.minutes,
+                seconds_per_epoch=pace["seconds_per_epoch"],
+            ))]
+        flags += args.train_flags
         run = train_for(args.minutes, out, flags, out + ".log")
 
     from keras_stageshow.datasets import load_multi30k

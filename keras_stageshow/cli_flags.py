@@ -145,7 +145,6 @@ def _add_train_parser(commands):
     from keras_stageshow.training.recipe import DEFAULT_SETTINGS as d
     from keras_stageshow.training.recipe import LONG_RUN_DROPOUT_RATE
     from keras_stageshow.training.recipe import LONG_RUN_EPOCHS
-    from keras_stageshow.training.recipe import LONG_RUN_MINUTES
     from keras_stageshow.training.recipe import SHORT_RUN_DROPOUT_RATE
 
     train = commands.add_parser(
@@ -193,7 +192,9 @@ def _add_train_parser(commands):
             "dropout_rate",
             f"dropout on embeddings and sub-layer outputs; auto: "
             f"{SHORT_RUN_DROPOUT_RATE}, or {LONG_RUN_DROPOUT_RATE} when the run "
-            f"may take {LONG_RUN_EPOCHS}+ epochs and {LONG_RUN_MINUTES}+ minutes",
+            f"may take {LONG_RUN_EPOCHS}+ epochs (with --time-limit-minutes: "
+            "as many as the limit affords at the pace of a few steps timed "
+            "when the run begins)",
         ),
     )
     size.add_argument(

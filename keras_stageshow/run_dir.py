@@ -4,8 +4,10 @@ fills, and that `Translator.load`, `stageshow translate`, `evaluate` and
 `export` read:
 
     RUN_DIR/
-      run.json              settings, data description, progress (epochs,
-                            seconds, best validation loss), status
+      run.json              settings, data description, the pace a
+                            time-limited run timed (`training/pace.py`),
+                            progress (epochs, seconds, best validation
+                            loss), status
       source_tokenizer/     SentencePiece model + tokenizer.json
       target_tokenizer/     (a copy of the source one when shared)
       model.keras           the best model so far on validation loss (with

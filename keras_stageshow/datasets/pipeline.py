@@ -313,8 +313,17 @@ def make_translation_dataset(
             )
 
         dataset = dataset.map(position_to_batch)
-    dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    # No autotuning: Keras's `fit` makes an iterator at each epoch's end and
+    # drops it when the next epoch makes its own, and deleting an
+    # autotuned iterator waits on tf.data's autotuning thread, which on two
+    # busy cores stalled a third of the epochs by 8 s (a tiny model) to 50 s
+    # (the default; benchmarks/README.md, section 9). A batch is one gather
+    # (245 batches in 0.05 s), so two threads and two batches prefetched
+    # keep the step fed.
+    dataset = dataset.map(gather, num_parallel_calls=2).prefetch(2)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    dataset = dataset.with_options(options)
     if not return_stats:
         return dataset
     stats = {

@@ -1,8 +1,9 @@
 """Training pieces: the paper's learning-rate schedule (and its cooldown to
 zero, `cooldown_steps_for`), Adam with a fused
 update, loss and metric, a backup that resumes to the step, and checkpoint
-averaging; a run's recipe (`recipe.py`), tokenizers, callbacks, and the run
-itself (`run.train_translation_run`, what `stageshow train` calls)."""
+averaging; a run's recipe (`recipe.py`) and the pace it times to choose
+its dropout (`pace.py`), tokenizers, callbacks, and the run itself
+(`run.train_translation_run`, what `stageshow train` calls)."""
 
 from keras_stageshow.training.losses import MaskedSparseCategoricalCrossentropy
 from keras_stageshow.training.metrics import MaskedAccuracy

@@ -2,7 +2,8 @@
 folder that holds everything one training makes (its layout:
 `keras_stageshow/run_dir.py`).
 
-This module is the orchestration only: the settings come from `recipe.py`,
+This module is the orchestration only: the settings come from `recipe.py`
+(a time-limited run's dropout from the pace `pace.py` times),
 the tokenizers from `tokenizers.py`, the callbacks from `callbacks.py`,
 `backup.py` and `averaging.py`, which also makes the final choice between
 averaged and single epochs, and the learning rate's cooldown at the end of
@@ -47,9 +48,14 @@ from keras_stageshow.training.callbacks import trim_history
 from keras_stageshow.training.cooldown import cooldown_done
 from keras_stageshow.training.cooldown import plan_cooldown
 from keras_stageshow.training.cooldown import use_cooldown
+from keras_stageshow.training.pace import measure_pace
 from keras_stageshow.training.recipe import MODEL_SETTINGS
+from keras_stageshow.training.recipe import SHORT_RUN_DROPOUT_RATE
+from keras_stageshow.training.recipe import affordable_epochs
 from keras_stageshow.training.recipe import check_settings
+from keras_stageshow.training.recipe import dropout_rate_for_budget
 from keras_stageshow.training.recipe import epoch_limit
+from keras_stageshow.training.recipe import needs_pace
 from keras_stageshow.training.recipe import new_run_settings
 from keras_stageshow.training.recipe import resumed_run_settings
 from keras_stageshow.training.tokenizers import load_tokenizers
@@ -99,6 +105,10 @@ def train_translation_run(
         keras.utils.set_random_seed(config["seed"])
         data = _RunData(train_pairs, val_pairs, config, tokenizers)
         run["train_data"], run["val_data"] = data.train_stats, data.val_stats
+        if needs_pace(config):
+            _fix_dropout_by_pace(out, run, tokenizers, data, verbose)
+            # The model starts from the seed, as without the probe.
+            keras.utils.set_random_seed(config["seed"])
         model = _build_model(config, tokenizers, data.val)
         run["parameters"] = int(model.count_params())
         checkpoints = _epoch_checkpoints(out, run)
@@ -174,6 +184,45 @@ class _RunData:
         return make_translation_dataset(
             *self.train_pairs, seed=self.seed, epoch=epoch,
             skip_batches=batches_done, **self.common,
+        )
+
+
+def _fix_dropout_by_pace(out, run, tokenizers, data, verbose):
+    """Sets the run's "auto" dropout by the epochs its time limit affords
+    at this machine's pace (`pace.measure_pace`, on a throwaway model with
+    the short runs' dropout); records the pace in `run.json`."""
+    config = run["settings"]
+    probe = _build_model(
+        {**config, "dropout_rate": SHORT_RUN_DROPOUT_RATE}, tokenizers, data.val
+    )
+    pace = measure_pace(
+        probe, data.train, data.val,
+        data.train_stats["batches"], data.val_stats["batches"],
+        compiles_each_shape=bool(config["jit_compile"]),
+    )
+    del probe
+    budget = dict(
+        epochs=config["epochs"], time_limit_minutes=config["time_limit_minutes"],
+        seconds_per_epoch=pace["seconds_per_epoch"],
+    )
+    config["dropout_rate"] = dropout_rate_for_budget(**budget)
+    run["pace"] = {
+        "seconds_per_step": round(pace["seconds_per_step"], 4),
+        "seconds_per_validation_step": round(pace["seconds_per_validation_step"], 4),
+        "seconds_per_epoch": round(pace["seconds_per_epoch"], 2),
+        "steps_timed": pace["steps_timed"],
+        "seconds": round(pace["seconds"], 1),
+        "affordable_epochs": affordable_epochs(**budget),
+    }
+    write_run(out, run)
+    if verbose:
+        print(
+            f"Timed {pace['steps_timed']} training steps: "
+            f"{pace['seconds_per_step']:.3f} s a step, about "
+            f"{pace['seconds_per_epoch']:.0f} s an epoch, "
+            f"{pace['affordable_epochs']} epochs in "
+            f"{config['time_limit_minutes']:g} minutes: dropout "
+            f"{config['dropout_rate']:g} (pass --dropout-rate to choose it)."
         )
 
 
