@@ -117,6 +117,19 @@ def test_pipeline_batches_by_length_with_little_padding(pairs_and_tokenizer):
     assert seen == 600 and seen_source == stats["source_tokens"]
 
 
+def test_the_pipeline_is_not_autotuned_so_dropped_iterators_do_not_stall_fit(
+    pairs_and_tokenizer,
+):
+    # `fit` drops an iterator at each epoch's end; deleting an autotuned one
+    # waited on tf.data's autotuning thread for up to 50 s on two busy
+    # cores (make_translation_dataset's comment). Every dataset it makes,
+    # the epoch-keyed one included, has autotuning off.
+    source, target, tok = pairs_and_tokenizer
+    for options in (dict(), dict(epoch=0), dict(shuffle=False)):
+        ds = make_translation_dataset(source, target, tok, tok, 32, 256, **options)
+        assert ds.options().autotune.enabled is False
+
+
 def test_pipeline_order_changes_every_epoch_but_is_seeded(pairs_and_tokenizer):
     source, target, tok = pairs_and_tokenizer
 

@@ -109,7 +109,7 @@ def test_under_xla_the_first_step_of_each_shape_is_not_timed():
 @pytest.mark.tf_only  # training runs: tf.data and the tokenizers
 @pytest.mark.parametrize("epochs_afforded, dropout_rate", [(2, 0.2), (1, 0.1)])
 def test_a_time_limited_run_fixes_its_dropout_by_its_pace_and_keeps_it(
-    tmp_path, monkeypatch, epochs_afforded, dropout_rate
+    tmp_path, monkeypatch, capsys, epochs_afforded, dropout_rate
 ):
     from keras_stageshow.run_dir import load_model
     from keras_stageshow.training import pace
@@ -130,9 +130,15 @@ def test_a_time_limited_run_fixes_its_dropout_by_its_pace_and_keeps_it(
     # The real clock's epochs (under a second here) end the run by its
     # epochs, not by the limit.
     minutes = (epochs_afforded + 0.5) * epoch_seconds / 60
+    capsys.readouterr()
     run = train_tiny_run(
-        out, epochs=2, time_limit_minutes=minutes, dropout_rate="auto"
+        out, epochs=2, time_limit_minutes=minutes, dropout_rate="auto", verbose=2
     )
+    # It says what it timed and chose.
+    assert (
+        f"0.500 s a step, about {epoch_seconds:.0f} s an epoch, {epochs_afforded} "
+        f"epochs in {minutes:g} minutes: dropout {dropout_rate:g}"
+    ) in capsys.readouterr().out
     assert run["pace"]["seconds_per_step"] == 0.5
     assert run["pace"]["affordable_epochs"] == epochs_afforded
     assert run["settings"]["dropout_rate"] == dropout_rate

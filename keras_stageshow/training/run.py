@@ -220,9 +220,9 @@ def _fix_dropout_by_pace(out, run, tokenizers, data, verbose):
             f"Timed {pace['steps_timed']} training steps: "
             f"{pace['seconds_per_step']:.3f} s a step, about "
             f"{pace['seconds_per_epoch']:.0f} s an epoch, "
-            f"{pace['affordable_epochs']} epochs in "
+            f"{run['pace']['affordable_epochs']} epochs in "
             f"{config['time_limit_minutes']:g} minutes: dropout "
-            f"{config['dropout_rate']:g} (pass --dropout-rate to choose it)."
+            f"{config['dropout_rate']:g} (give a dropout rate to choose it)."
         )
 
 
