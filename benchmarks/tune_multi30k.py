@@ -122,7 +122,8 @@ def pace_of(out, flags, minutes, log):
         return pace
     command = [
         sys.executable, "-m", "keras_stageshow", "train", "--out", out, "--quiet",
-        *flags, "--time-limit-minutes", str(minutes), "--dropout-rate", "auto",
+        # No --dropout-rate among `flags`: the default, "auto".
+        *flags, "--time-limit-minutes", str(minutes),
     ]
     with open(log, "a") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=log_file)
@@ -133,7 +134,11 @@ def pace_of(out, flags, minutes, log):
         process.wait()
     pace = is_run_dir(out) and read_run(out).get("pace")
     if not pace:
-        raise SystemExit(f"stageshow train ended before it timed its step; see {log}")
+        with open(log) as f:
+            tail = f.read()[-2000:]
+        raise SystemExit(
+            f"stageshow train ended before it timed its step; the end of {log}:\n{tail}"
+        )
     return pace
 
 
