@@ -33,9 +33,9 @@ def measure_pace(
 ):
     """Times `model`'s training and validation steps and projects one epoch.
 
-    Each step is timed alone and the median is kept, so that a step which
-    traces or compiles, or one slowed by another process, does not move the
-    projection. The model's weights change: pass a copy that is thrown away.
+    The first steps (which trace) are run untimed; each later step is timed
+    alone and the median is kept, so that a step slowed by another process
+    does not move the projection. The model's weights change: pass a copy that is thrown away.
 
     Args:
         model: a compiled, built `keras.Model` of the run's size and

@@ -148,10 +148,9 @@ def needs_pace(config):
     """Whether the run with settings `config` must time its step before its
     dropout is fixed: "auto" with a time limit, and no epoch limit that
     settles it alone (`dropout_rate_for_budget`)."""
-    epochs = config["epochs"]
     return (
         config["dropout_rate"] == "auto" and bool(config["time_limit_minutes"])
-        and (epochs is None or epochs >= LONG_RUN_EPOCHS)
+        and dropout_rate_for_budget(config["epochs"]) == LONG_RUN_DROPOUT_RATE
     )
 
 

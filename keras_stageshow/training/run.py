@@ -201,18 +201,17 @@ def _fix_dropout_by_pace(out, run, tokenizers, data, verbose):
         compiles_each_shape=bool(config["jit_compile"]),
     )
     del probe
-    budget = dict(
-        epochs=config["epochs"], time_limit_minutes=config["time_limit_minutes"],
-        seconds_per_epoch=pace["seconds_per_epoch"],
+    epochs = affordable_epochs(
+        config["epochs"], config["time_limit_minutes"], pace["seconds_per_epoch"]
     )
-    config["dropout_rate"] = dropout_rate_for_budget(**budget)
+    config["dropout_rate"] = dropout_rate_for_budget(epochs)
     run["pace"] = {
         "seconds_per_step": round(pace["seconds_per_step"], 4),
         "seconds_per_validation_step": round(pace["seconds_per_validation_step"], 4),
         "seconds_per_epoch": round(pace["seconds_per_epoch"], 2),
         "steps_timed": pace["steps_timed"],
         "seconds": round(pace["seconds"], 1),
-        "affordable_epochs": affordable_epochs(**budget),
+        "affordable_epochs": epochs,
     }
     write_run(out, run)
     if verbose:
