@@ -187,7 +187,7 @@ def _add_train_parser(commands):
             "--" + flag.replace("_", "-"), type=positive_int, **recipe(flag)
         )
     size.add_argument(
-        "--dropout-rate", type=rate,
+        "--dropout-rate", type=rate_or_auto,
         **recipe(
             "dropout_rate",
             f"dropout on embeddings and sub-layer outputs; auto: "
@@ -337,6 +337,31 @@ non_negative_float = checked_number(
 )
 # Dropout and label smoothing.
 rate = checked_number("rate", float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def or_auto(checked):
+    """`checked` (a `checked_number` type) that also takes the word "auto",
+    for a flag whose default is chosen for the run (`--dropout-rate`):
+    typing the default must work as leaving the flag out does."""
+
+    requirement = f"{checked.requirement} or auto"
+
+    def parse(text):
+        if text == "auto":
+            return text
+        try:
+            return checked(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"must be {requirement}; received {text!r}"
+            ) from None
+
+    parse.__name__ = f"{checked.__name__}_or_auto"
+    parse.requirement = requirement
+    return parse
+
+
+rate_or_auto = or_auto(rate)
 fraction = checked_number(
     "fraction", float, lambda v: 0 < v < 1, "a number in (0, 1)"
 )

@@ -179,6 +179,7 @@ INVALID = {
     cli_flags.positive_float: ["0", "-5", "nan", "inf"],
     cli_flags.non_negative_float: ["-1", "nan"],
     cli_flags.rate: ["1", "1.5", "-0.1", "nan"],
+    cli_flags.rate_or_auto: ["1", "-0.1", "nan", "Auto", "x"],
     cli_flags.fraction: ["0", "1", "nan"],
     cli_flags.top_p: ["0", "1.5", "nan"],
     cli_flags.round_index: ["-2", "x"],
@@ -221,6 +222,28 @@ def test_every_numeric_flag_rejects_out_of_range_values(capsys):
             error = capsys.readouterr().err
             assert stop.value.code == 2, (command, flag, value)
             assert f"argument {flag}: must be" in error and repr(value) in error, error
+
+
+def test_dropout_rate_auto_typed_means_what_leaving_it_out_means():
+    # --help shows "(default: auto)", so typing it must work, for a new run
+    # and when resuming a run whose "auto" was already resolved.
+    from keras_stageshow.training.recipe import new_run_settings
+    from keras_stageshow.training.recipe import resumed_run_settings
+
+    parser = cli_flags.build_parser()
+    base = ["train", "--out", "r", "--time-limit-minutes", "45"]
+    typed = parser.parse_args([*base, "--dropout-rate", "auto"])
+    left_out = parser.parse_args(base)
+    assert typed.dropout_rate == "auto" and not hasattr(left_out, "dropout_rate")
+    assert parser.parse_args([*base, "--dropout-rate", "0.3"]).dropout_rate == 0.3
+    given = {"time_limit_minutes": 45.0}
+    new = new_run_settings({**given, "dropout_rate": "auto"})
+    assert new == new_run_settings(given) and new["dropout_rate"] == "auto"
+    saved = {**new, "dropout_rate": 0.2}
+    assert resumed_run_settings(saved, {**given, "dropout_rate": "auto"}, "r") == (
+        resumed_run_settings(saved, given, "r")
+    )
+    assert resumed_run_settings(saved, {"dropout_rate": "auto"}, "r")["dropout_rate"] == 0.2
 
 
 def test_epochs_minus_one_stops_before_training(tmp_path):
