@@ -145,6 +145,8 @@ def _add_train_parser(commands):
     from keras_stageshow.training.recipe import DEFAULT_SETTINGS as d
     from keras_stageshow.training.recipe import LONG_RUN_DROPOUT_RATE
     from keras_stageshow.training.recipe import LONG_RUN_EPOCHS
+    from keras_stageshow.training.recipe import MID_RUN_DROPOUT_RATE
+    from keras_stageshow.training.recipe import MID_RUN_EPOCHS
     from keras_stageshow.training.recipe import SHORT_RUN_DROPOUT_RATE
 
     train = commands.add_parser(
@@ -191,8 +193,9 @@ def _add_train_parser(commands):
         **recipe(
             "dropout_rate",
             f"dropout on embeddings and sub-layer outputs; auto: "
-            f"{SHORT_RUN_DROPOUT_RATE}, or {LONG_RUN_DROPOUT_RATE} when the run "
-            f"may take {LONG_RUN_EPOCHS}+ epochs (with --time-limit-minutes: "
+            f"{SHORT_RUN_DROPOUT_RATE}, {MID_RUN_DROPOUT_RATE} when the run may "
+            f"take {MID_RUN_EPOCHS}+ epochs, {LONG_RUN_DROPOUT_RATE} when "
+            f"{LONG_RUN_EPOCHS}+ (with --time-limit-minutes: "
             "as many as the limit affords at the pace of a few steps timed "
             "when the run begins)",
         ),

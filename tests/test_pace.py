@@ -15,9 +15,11 @@ from keras_stageshow.training import recipe
     "budget, epochs, dropout_rate",
     [
         (dict(time_limit_minutes=45, seconds_per_epoch=96.0), 28, 0.2),
-        (dict(time_limit_minutes=45, seconds_per_epoch=97.0), 27, 0.1),
+        (dict(time_limit_minutes=45, seconds_per_epoch=97.0), 27, 0.15),
+        (dict(time_limit_minutes=45, seconds_per_epoch=135.0), 20, 0.15),
+        (dict(time_limit_minutes=45, seconds_per_epoch=136.0), 19, 0.1),
         # The epoch limit bounds what the time limit affords.
-        (dict(epochs=20, time_limit_minutes=135, seconds_per_epoch=10.0), 20, 0.1),
+        (dict(epochs=19, time_limit_minutes=135, seconds_per_epoch=10.0), 19, 0.1),
         (dict(epochs=None, time_limit_minutes=None), None, 0.2),
         # A step too fast to time (a tiny model): no bound from the clock.
         (dict(time_limit_minutes=1, seconds_per_epoch=0.0), None, 0.2),
@@ -107,21 +109,26 @@ def test_under_xla_the_first_step_of_each_shape_is_not_timed():
 
 
 @pytest.mark.tf_only  # training runs: tf.data and the tokenizers
-@pytest.mark.parametrize("epochs_afforded, dropout_rate", [(2, 0.2), (1, 0.1)])
+@pytest.mark.parametrize(
+    "epochs_afforded, long_run_epochs, dropout_rate",
+    [(2, 2, 0.2), (2, 3, 0.15), (1, 2, 0.1)],
+)
 def test_a_time_limited_run_fixes_its_dropout_by_its_pace_and_keeps_it(
-    tmp_path, monkeypatch, capsys, epochs_afforded, dropout_rate
+    tmp_path, monkeypatch, capsys, epochs_afforded, long_run_epochs, dropout_rate
 ):
     from keras_stageshow.run_dir import load_model
     from keras_stageshow.training import pace
     from keras_stageshow.training import run as run_module
 
-    # Every step takes 0.5 s on the probe's clock; a long run is 2 epochs.
+    # Every step takes 0.5 s on the probe's clock.
     ticks = iter(range(10**6))
     clock = lambda: 0.5 * next(ticks)  # each reading 0.5 s after the last
     monkeypatch.setattr(
         run_module, "measure_pace", functools.partial(pace.measure_pace, clock=clock)
     )
-    monkeypatch.setattr(recipe, "LONG_RUN_EPOCHS", 2)
+    # A mid-length run is 2 epochs, a long one `long_run_epochs`.
+    monkeypatch.setattr(recipe, "MID_RUN_EPOCHS", 2)
+    monkeypatch.setattr(recipe, "LONG_RUN_EPOCHS", long_run_epochs)
     out = tmp_path / "run"
     batches = train_tiny_run(tmp_path / "sizes", epochs=1)
     epoch_seconds = 0.5 * (
@@ -171,7 +178,11 @@ def test_a_run_killed_before_it_timed_its_step_resumes_with_a_dropout():
     given = recipe.resumed_run_settings(saved, {"dropout_rate": 0.3}, "run")
     assert given["dropout_rate"] == 0.3
     # Given an epoch limit that settles it alone.
-    assert recipe.resumed_run_settings(saved, {"epochs": 20}, "run")["dropout_rate"] == 0.1
+    assert recipe.resumed_run_settings(saved, {"epochs": 19}, "run")["dropout_rate"] == 0.1
+    assert recipe.resumed_run_settings(saved, {"epochs": 20}, "run")["dropout_rate"] == "auto"
+    assert recipe.resumed_run_settings(
+        saved, {"epochs": 20, "time_limit_minutes": None}, "run"
+    )["dropout_rate"] == 0.15
     assert recipe.resumed_run_settings(
         saved, {"epochs": 60, "time_limit_minutes": None}, "run"
     )["dropout_rate"] == 0.2

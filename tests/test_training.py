@@ -201,16 +201,19 @@ def test_a_resumed_run_refuses_changed_settings_by_name():
 @pytest.mark.parametrize(
     "budget, dropout_rate",
     [
-        ({}, 0.1),  # `stageshow train`: 20 epochs
-        ({"epochs": 27}, 0.1),
+        ({}, 0.15),  # `stageshow train`: 20 epochs
+        ({"epochs": 19}, 0.1),
+        ({"epochs": 27}, 0.15),
         ({"epochs": 28}, 0.2),
         ({"epochs": 60}, 0.2),  # notebook 02 on a GPU
         # A time limit's epochs are known once the run has timed its step
         # (tests/test_pace.py).
         ({"time_limit_minutes": 45.0}, "auto"),
         ({"epochs": 60, "time_limit_minutes": 45.0}, "auto"),
-        # An epoch limit below the threshold settles it without a pace.
-        ({"epochs": 20, "time_limit_minutes": 45.0}, 0.1),
+        # An epoch limit below the lowest threshold settles it without a
+        # pace; one above it does not (the limit may afford fewer epochs).
+        ({"epochs": 19, "time_limit_minutes": 45.0}, 0.1),
+        ({"epochs": 20, "time_limit_minutes": 45.0}, "auto"),
         ({"time_limit_minutes": 135.0, "dropout_rate": 0.05}, 0.05),  # given
     ],
 )
