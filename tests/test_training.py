@@ -190,7 +190,7 @@ def test_a_resumed_run_refuses_changed_settings_by_name():
         "run",
     )
     assert resumed == {**saved, "epochs": 3, "time_limit_minutes": 135.0}
-    assert resumed["dropout_rate"] == 0.1
+    assert resumed["dropout_rate"] == 0.15  # 20 epochs when it began
     with pytest.raises(ValueError, match=r"run holds a run with other settings "
                        r"\(d_model: 16 -> 32, seed: 0 -> 1\)"):
         recipe.resumed_run_settings(saved, {"seed": 1, "d_model": 32}, "run")
