@@ -35,7 +35,8 @@ def measure_pace(
 
     The first steps (which trace) are run untimed; each later step is timed
     alone and the median is kept, so that a step slowed by another process
-    does not move the projection. The model's weights change: pass a copy that is thrown away.
+    does not move the projection. The model's weights change: pass a copy
+    that is thrown away.
 
     Args:
         model: a compiled, built `keras.Model` of the run's size and
