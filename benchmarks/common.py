@@ -50,11 +50,26 @@ SMOKE_RUN_SETTINGS = dict(SMOKE_SIZE, vocabulary_size=SMOKE_VOCAB)
 FIXTURE_RUN = os.path.join(HERE, "..", "tests", "fixtures", "main_run")
 
 
+# `model_size`'s name for the model `stageshow train` trains by default: its
+# recipe's sizes and vocabulary (keras_stageshow/training/recipe.py).
+RECIPE_SIZE = "recipe"
+
+
 def model_size(args, size="small"):
-    """`(size, vocab)`: SIZES[size] and VOCAB, or with --smoke the tiny
-    SMOKE_SIZE and SMOKE_VOCAB."""
+    """`(size, vocab)`: SIZES[size] and VOCAB, the recipe's model and
+    vocabulary for RECIPE_SIZE, or with --smoke the tiny SMOKE_SIZE and
+    SMOKE_VOCAB."""
     if args.smoke:
         return dict(SMOKE_SIZE), SMOKE_VOCAB
+    if size == RECIPE_SIZE:
+        from keras_stageshow.training.recipe import MODEL_SETTINGS
+        from keras_stageshow.training.recipe import TOKENIZER_SETTINGS
+
+        names = ("num_layers", "d_model", "num_heads", "d_ff")
+        return (
+            {name: MODEL_SETTINGS[name] for name in names},
+            TOKENIZER_SETTINGS["vocabulary_size"],
+        )
     return SIZES[size], VOCAB
 
 

@@ -2,9 +2,10 @@
 TensorFlow tutorial's structure, side by side in one process.
 
 `model.fit` in float32 (or `--dtype-policy mixed_bfloat16`), d_model 256,
-8 heads, d_ff 1024, 3 + 3 layers (or the paper's base size with --size
-base), vocabulary 8000, batch 64, source and target length 32, random ids
-without padding. Each model runs with
+8 heads, d_ff 1024, 3 + 3 layers, vocabulary 8000 (or the paper's base size
+with --size base, or `stageshow train`'s default model and vocabulary with
+--size recipe), batch 64, source and target length 32, random ids without
+padding. Each model runs with
 `jit_compile` off and on; the six contenders take turns, a few steps each, in
 a rotating order, and the median over rounds is reported (the peers at their
 best of jit on/off). Step times are read inside `fit` by a batch-end
@@ -15,7 +16,7 @@ machine's matmul peak in the policy's compute dtype in the same run and the
 fraction of it that the model's counted FLOPs reach. Prints one
 JSON line.
 
-    python benchmarks/train_throughput.py [--size small|base] [--steps 4] [--rounds 7]
+    python benchmarks/train_throughput.py [--size small|base|recipe] [--steps 4] [--rounds 7]
         [--dtype-policy float32|mixed_bfloat16]
 
 `--smoke` (CI): a tiny model (`common.SMOKE_SIZE`, vocabulary 100), batch 4,
@@ -27,6 +28,7 @@ import argparse
 
 from common import BATCH  # also turns on oneDNN before TensorFlow loads
 from common import LENGTH
+from common import RECIPE_SIZE
 from common import SIZES
 from common import SMOKE_BATCH
 from common import SMOKE_LENGTH
@@ -72,7 +74,10 @@ def make_model(name, size, jit, vocab=VOCAB):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument(
+        "--size", choices=sorted((*SIZES, RECIPE_SIZE)), default="small",
+        help=f"{RECIPE_SIZE}: stageshow train's default model and vocabulary",
+    )
     parser.add_argument("--steps", type=int, default=4, help="steps per turn")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batch", type=int, default=BATCH)

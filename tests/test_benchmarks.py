@@ -44,8 +44,8 @@ CASES = {
     "multi30k_curve": (True, ("points", "dtype_policy", "average_last")),
     "profile_decoding_step": (False, ("model_config", "by_length")),
     "profile_train_step": (
-        False, ("matmul_gflops_by_shape", "matmul_peak_gflops", "keras_stageshow",
-                "keras_hub", "tutorial"),
+        False, ("dtype_policy", "matmul_gflops_by_shape", "matmul_peak_gflops",
+                "keras_stageshow", "keras_hub", "tutorial"),
     ),
     "scaling": (True, ("by_length_at_batch_16", "by_batch_at_length_32", "memory")),
     "serving": (
@@ -105,3 +105,21 @@ def test_smoke_run_prints_its_json_line(script, data_dir, capsys):
     assert result["benchmark"]
     missing = [field for field in fields if field not in result]
     assert not missing, f"benchmarks/{script}.py's line lacks {missing}: {result}"
+
+
+def test_the_recipe_size_is_the_model_stageshow_train_trains():
+    """`--size recipe` (profile_train_step.py) profiles the default model,
+    not a copy of its sizes that could drift from the recipe."""
+    import argparse
+
+    from common import RECIPE_SIZE
+    from common import model_size
+
+    from keras_stageshow.training.recipe import MODEL_SETTINGS
+    from keras_stageshow.training.recipe import TOKENIZER_SETTINGS
+
+    size, vocab = model_size(argparse.Namespace(smoke=False), RECIPE_SIZE)
+    assert vocab == TOKENIZER_SETTINGS["vocabulary_size"]
+    assert size == {
+        name: MODEL_SETTINGS[name] for name in ("num_layers", "d_model", "num_heads", "d_ff")
+    }

@@ -37,7 +37,7 @@ class MaskedAccuracy(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = ops.cast(y_true, "int32")
-        predictions = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+        predictions = _argmax_last_axis(y_pred)  # (batch, target_len)
         mask = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
         if sample_weight is not None:
             sample_weight = ops.cast(sample_weight, "float32")
@@ -56,3 +56,22 @@ class MaskedAccuracy(keras.metrics.Metric):
         config = super().get_config()
         config["pad_id"] = self.pad_id
         return config
+
+
+def _argmax_last_axis(logits):
+    """The index of each row's largest logit, as int32.
+
+    On TensorFlow, `keras.ops.argmax` of a float tensor first rewrites -0.0
+    to the smallest negative float, so that ties at zero break as NumPy's do
+    under flush-to-zero (keras-team/keras, after jax-ml/jax#24280): a cast,
+    an equality, a sign-bit test, a select, four passes over the
+    (batch, target_len, vocab) logits before the argmax. In the default
+    training step that was 31 of the metric's 43 ms of op time a step, 5% of
+    the step (benchmarks/README.md, section 5, item 7). An accuracy does not
+    need the tie rule, so TensorFlow's own argmax runs there; the other
+    backends keep Keras's."""
+    if keras.backend.backend() != "tensorflow":
+        return ops.cast(ops.argmax(logits, axis=-1), "int32")
+    import tensorflow as tf
+
+    return tf.math.argmax(logits, axis=-1, output_type=tf.int32)
