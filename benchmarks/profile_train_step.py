@@ -55,17 +55,15 @@ def step_part(event_name):
     return "other"
 
 
-def op_milliseconds(logdir, steps):
-    """(op type -> (milliseconds per step, calls per step), step part ->
-    milliseconds per step) from an xplane."""
+def op_events(logdir):
+    """`(event name, milliseconds)` of each op event on TensorFlow's compute
+    threads in the xplane under `logdir`."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     path = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1]
     space = xplane_pb2.XSpace()
     with open(path, "rb") as f:
         space.ParseFromString(f.read())
-    totals, calls = collections.Counter(), collections.Counter()
-    parts = collections.Counter()
     for plane in space.planes:
         names = {key: meta.name for key, meta in plane.event_metadata.items()}
         for line in plane.lines:
@@ -73,13 +71,27 @@ def op_milliseconds(logdir, steps):
                 continue
             for event in line.events:
                 name = names[event.metadata_id]
-                op = name.split(":")[-1]
-                if op == "Process":  # the executor's wrapper around ops
+                if name.split(":")[-1] == "Process":  # the executor's wrapper
                     continue
-                totals[op] += event.duration_ps / 1e9 / steps
-                calls[op] += 1 / steps
-                parts[step_part(name)] += event.duration_ps / 1e9 / steps
-    return totals, calls, parts
+                yield name, event.duration_ps / 1e9
+
+
+def op_milliseconds(logdir, steps):
+    """op type -> (milliseconds per step, calls per step) from an xplane."""
+    totals, calls = collections.Counter(), collections.Counter()
+    for name, ms in op_events(logdir):
+        op = name.split(":")[-1]
+        totals[op] += ms / steps
+        calls[op] += 1 / steps
+    return totals, calls
+
+
+def part_milliseconds(logdir, steps):
+    """`step_part` -> milliseconds per step, from an xplane."""
+    parts = collections.Counter()
+    for name, ms in op_events(logdir):
+        parts[step_part(name)] += ms / steps
+    return parts
 
 
 def matmul_shape_gflops(size, vocab, tokens, repeats=20, dtype="float32"):
@@ -146,7 +158,8 @@ def main(argv=None):
         tf.profiler.experimental.start(logdir)
         wall = fit_step_seconds(model, data, args.steps + 1)
         tf.profiler.experimental.stop()
-        totals, calls, parts = op_milliseconds(logdir, args.steps + 1)
+        totals, calls = op_milliseconds(logdir, args.steps + 1)
+        parts = part_milliseconds(logdir, args.steps + 1)
         shutil.rmtree(logdir, ignore_errors=True)
         op_total = sum(totals.values())
         matmul = sum(v for k, v in totals.items() if "MatMul" in k or "Einsum" in k)
