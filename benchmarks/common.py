@@ -65,9 +65,9 @@ def model_size(args, size="small"):
         from keras_stageshow.training.recipe import MODEL_SETTINGS
         from keras_stageshow.training.recipe import TOKENIZER_SETTINGS
 
-        names = ("num_layers", "d_model", "num_heads", "d_ff")
+        # The settings every size names (the others are the recipe's own).
         return (
-            {name: MODEL_SETTINGS[name] for name in names},
+            {name: MODEL_SETTINGS[name] for name in SIZES["small"]},
             TOKENIZER_SETTINGS["vocabulary_size"],
         )
     return SIZES[size], VOCAB
